@@ -1,0 +1,416 @@
+"""RAMModel: segment -> encode -> score -> select -> skim -> assemble -> generate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .assemble import hybrid_context, left_pad, with_prompt
+from .backbone import builtin_name, fingerprint, load_backbone
+from .compressed import Answer, CompressedContext, Segment
+from .config import RAMConfig
+from .encoder import build_encoder, encode_rows
+from .prompt import prompt_ids
+from .segment import InputError, SegmentedBatch, normalize_context, segment_batch
+from .select import select_segments
+from .skim import SkimPooler, masked_mean
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "ram_config.json"
+ADAPTER_NAME = "adapter.safetensors"
+FORMAT_VERSION = 1
+MODES = ("ram", "full", "all-skim", "close-only")
+DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "default"
+
+
+class ModelError(ValueError):
+    """A RAM checkpoint cannot be loaded (missing, malformed, or made for another backbone)."""
+
+
+@dataclass
+class HybridBatch:
+    """Everything one batched compression pass produced (tensors keep grad when training)."""
+
+    segments: SegmentedBatch
+    scores: torch.Tensor  # [N] cosine(question, segment); NaN when not scored
+    keep: torch.Tensor  # [N] bool
+    prompts: list[torch.Tensor]  # per example [T_b, H] decoder inputs
+    context_spans: list[tuple[int, int]]
+    question_mean: torch.Tensor | None = None  # [B, H]
+    segment_mean: torch.Tensor | None = None  # [N, H]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+
+
+def _projector_scale(decoder: PreTrainedModel) -> float:
+    """Map unit-RMS-normalised states to the decoder's typical embedding size."""
+    embed_rms = decoder.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
+    norm = getattr(decoder.model, "norm", None)
+    gain = norm.weight.detach().float().pow(2).mean().sqrt() if norm is not None and hasattr(norm, "weight") else 1.0
+    return float(embed_rms / gain)
+
+
+class RAMModel(nn.Module):
+    """A decoder LLM that reads a long context by close-reading some segments and skimming the rest."""
+
+    def __init__(self, config: RAMConfig, decoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__()
+        self.config = config
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.decoder.requires_grad_(False)
+        self.encoder = build_encoder(decoder, config.encoder_layers)
+        hidden = decoder.config.hidden_size
+        self.skim = SkimPooler(hidden, hidden, config.skim_temperature, config.learn_temperature)
+        self.skim.init_projector(_projector_scale(decoder))
+        self.skim.to(device=decoder.device, dtype=decoder.dtype)
+        self.backbone_fingerprint = fingerprint(decoder)
+        self.decoder_trained: set[str] = set()  # decoder parameter names saved in the adapter
+        self.trained = False
+
+    # ------------------------------------------------------------------ construction / io
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str | os.PathLike[str] = "smollm2-135m",
+        *,
+        config: RAMConfig | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        **overrides: object,
+    ) -> "RAMModel":
+        """An untrained RAM on a local HF checkpoint or a built-in backbone."""
+        config = (config or RAMConfig()).replace(backbone=str(backbone), **overrides)
+        decoder, tokenizer = load_backbone(config.backbone, dtype=dtype, device=device)
+        return cls(config, decoder, tokenizer)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_dir: str | os.PathLike[str] = "default",
+        *,
+        backbone: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> "RAMModel":
+        """Load ``"default"``, a built-in backbone name (untrained), or a saved RAM directory."""
+        name = str(name_or_dir)
+        if name == "default":
+            if not (DEFAULT_ADAPTER / CONFIG_NAME).is_file():
+                logger.warning("notice: no trained RAM adapter ships yet; using the untrained RAM on smollm2-135m")
+                return cls.from_backbone("smollm2-135m", dtype=dtype, device=device)
+            path = DEFAULT_ADAPTER
+        elif builtin_name(name) is not None:
+            return cls.from_backbone(name, dtype=dtype, device=device)
+        else:
+            path = Path(name).expanduser()
+        if not (path / CONFIG_NAME).is_file():
+            raise ModelError(
+                f"{name!r} is not a RAM model: expected 'default', a built-in backbone name, or a "
+                f"directory with {CONFIG_NAME} (made by save_pretrained or ram train)"
+            )
+        try:
+            meta = json.loads((path / CONFIG_NAME).read_text())
+            config = RAMConfig.from_dict(meta["config"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"{path / CONFIG_NAME} is malformed: {err}") from err
+        if backbone is not None:
+            config = config.replace(backbone=backbone)
+        model = cls.from_backbone(config.backbone, config=config, dtype=dtype, device=device)
+        expected = meta.get("backbone_fingerprint")
+        if expected and expected != model.backbone_fingerprint:
+            raise ModelError(
+                f"{path} was trained on backbone {meta['config']['backbone']!r} (fingerprint {expected}) "
+                f"but {config.backbone!r} has fingerprint {model.backbone_fingerprint}: they are different models"
+            )
+        model.load_adapter(path / ADAPTER_NAME, decoder_trained=meta.get("decoder_trained", []))
+        model.trained = bool(meta.get("trained", True))
+        return model
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what differs from the backbone: changed encoder tensors, skim module, trained decoder tensors."""
+        state: dict[str, torch.Tensor] = {}
+        base = self.decoder.model.state_dict()
+        for key, value in self.encoder.state_dict().items():
+            if key in base and f"model.{key}" not in self.decoder_trained and torch.equal(value, base[key]):
+                continue
+            state[f"encoder.{key}"] = value
+        for key, value in self.skim.state_dict().items():
+            state[f"skim.{key}"] = value
+        decoder_state = self.decoder.state_dict()
+        for key in sorted(self.decoder_trained):
+            state[f"decoder.{key}"] = decoder_state[key]
+        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+    def load_adapter(self, path: Path, decoder_trained: Sequence[str] = ()) -> None:
+        if not path.is_file():
+            raise ModelError(f"{path} is missing")
+        tensors = load_file(str(path))
+        parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "skim": {}, "decoder": {}}
+        for key, value in tensors.items():
+            head, _, rest = key.partition(".")
+            if head not in parts:
+                raise ModelError(f"{path}: unexpected tensor {key!r}")
+            parts[head][rest] = value
+        for head, module in (("encoder", self.encoder), ("skim", self.skim), ("decoder", self.decoder)):
+            if parts[head]:
+                missing_ok = module.load_state_dict(parts[head], strict=False)
+                if missing_ok.unexpected_keys:
+                    raise ModelError(f"{path}: tensors do not fit the {head}: {missing_ok.unexpected_keys[:3]}")
+        self.decoder_trained = set(decoder_trained)
+
+    def save_pretrained(self, directory: str | os.PathLike[str], extra: dict | None = None) -> Path:
+        """Write ``ram_config.json`` + ``adapter.safetensors`` atomically (temp dir, then rename)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "backbone_fingerprint": self.backbone_fingerprint,
+            "decoder_trained": sorted(self.decoder_trained),
+            "trained": self.trained,
+            **(extra or {}),
+        }
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            save_file(self.adapter_state_dict(), str(tmp / ADAPTER_NAME))
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            if target.exists():
+                old = target.with_name(f".{target.name}-old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    # ------------------------------------------------------------------ core pass
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.device
+
+    def _validate(self, contexts: Sequence[str | Sequence[str]], questions: Sequence[str]) -> list[list[str]]:
+        if len(contexts) != len(questions):
+            raise InputError(f"got {len(contexts)} contexts but {len(questions)} questions")
+        if not questions:
+            raise InputError("no questions given")
+        for q in questions:
+            if not isinstance(q, str) or not q.strip():
+                raise InputError("question is empty")
+        return [normalize_context(c) for c in contexts]
+
+    def _encode_question(self, questions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tokenizer(list(questions), add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].bool().to(self.device)
+
+    def hybrid(
+        self,
+        contexts: Sequence[str | Sequence[str]],
+        questions: Sequence[str],
+        ratio: float | None = None,
+        keep_ratio: float | None = None,
+        mode: str = "ram",
+        keep: torch.Tensor | None = None,
+    ) -> HybridBatch:
+        """One batched pass. ``mode``: ``ram`` (score + select + skim), ``full`` (keep all, no
+        encoder), ``all-skim`` (skim everything), ``close-only`` (selected segments only, skims
+        dropped). ``keep`` overrides the selection (e.g. a baseline's choice)."""
+        timings: dict[str, float] = {}
+        docs = self._validate(contexts, questions)
+        self.tokenizer.padding_side = "right"
+        with _timed(timings, "segment"):
+            seg = segment_batch(
+                docs, self.tokenizer, self.config.segment_tokens, self.config.word_snap_window,
+            )
+            ids, mask = seg.ids.to(self.device), seg.mask.to(self.device)
+            example = seg.example.to(self.device)
+        num = seg.num_examples
+        q_mean = s_mean = hidden = None
+        scores = torch.full((seg.num_segments,), float("nan"), device=self.device)
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "full":
+            keep = torch.ones(seg.num_segments, dtype=torch.bool, device=self.device)
+        else:
+            with _timed(timings, "encode"):
+                q_ids, q_mask = self._encode_question(questions)
+                width = max(ids.shape[1], q_ids.shape[1])
+                rows = torch.cat([_pad_to(q_ids, width, 0), _pad_to(ids, width, 0)])
+                rows_mask = torch.cat([_pad_to(q_mask, width, False), _pad_to(mask, width, False)])
+                states = encode_rows(self.encoder, rows, rows_mask, self.config.max_batch_tokens)
+                q_mean = masked_mean(states[:num], rows_mask[:num])
+                hidden = states[num:, : ids.shape[1]]
+                s_mean = masked_mean(hidden, mask)
+            with _timed(timings, "select"):
+                scores = torch.nn.functional.cosine_similarity(s_mean, q_mean[example], dim=-1)
+                if keep is None and mode == "all-skim":
+                    keep = torch.zeros_like(example, dtype=torch.bool)
+                elif keep is None:
+                    keep = select_segments(
+                        scores.detach().cpu(), seg.lengths, seg.example, num, ratio=ratio, keep_ratio=keep_ratio
+                    ).to(self.device)
+        keep = keep.to(self.device)
+        embed = self.decoder.get_input_embeddings()
+        with _timed(timings, "skim"):
+            skimmed = ~keep
+            if mode == "close-only":
+                vectors = None  # ablation: skimmed segments vanish
+            elif bool(skimmed.any()):
+                vectors = self.skim(hidden[skimmed], mask[skimmed], q_mean[example[skimmed]])
+            else:
+                vectors = embed.weight.new_zeros(0, embed.weight.shape[1])
+        with _timed(timings, "assemble"):
+            contexts_emb = hybrid_context(ids, mask, keep, example, vectors, embed, num)
+            prompts, spans = [], []
+            for b, question in enumerate(questions):
+                pre, post = prompt_ids(self.tokenizer, question, self.config.prompt_format, self.config.instruction)
+                prompt, span = with_prompt(contexts_emb[b], pre, post, embed)
+                prompts.append(prompt)
+                spans.append(span)
+        return HybridBatch(seg, scores, keep, prompts, spans, q_mean, s_mean, timings)
+
+    # ------------------------------------------------------------------ public API
+    def _records(self, hb: HybridBatch, docs: list[list[str]], questions: Sequence[str], ratio: float | None, keep_ratio: float | None) -> list[CompressedContext]:
+        seg = hb.segments
+        example = seg.example.tolist()
+        fields = zip(example, seg.document.tolist(), seg.start.tolist(), seg.end.tolist(), seg.lengths.tolist(), hb.scores.detach().float().cpu().tolist(), hb.keep.cpu().tolist())
+        per_example: list[list[Segment]] = [[] for _ in questions]
+        for ex, doc, start, end, tokens, score, kept in fields:
+            per_example[ex].append(Segment(len(per_example[ex]), doc, start, end, tokens, score, kept))
+        original = seg.original_tokens().tolist()
+        out = []
+        for b, question in enumerate(questions):
+            span = hb.context_spans[b]
+            length = span[1] - span[0]
+            stats = {
+                "original_tokens": original[b],
+                "compressed_length": length,
+                "target_ratio": ratio,
+                "keep_ratio": keep_ratio,
+                "achieved_ratio": original[b] / max(1, length),
+                "timings": dict(hb.timings),
+            }
+            out.append(CompressedContext(
+                inputs_embeds=hb.prompts[b].unsqueeze(0).detach(),
+                attention_mask=torch.ones(1, hb.prompts[b].shape[0], dtype=torch.bool),
+                segments=per_example[b], documents=docs[b], question=question,
+                context_span=span, stats=stats, skim_marker=self.config.skim_marker,
+            ))
+        return out
+
+    @torch.inference_mode()
+    def compress_batch(
+        self,
+        contexts: Sequence[str | Sequence[str]],
+        questions: Sequence[str],
+        ratio: float | None = 4.0,
+        keep_ratio: float | None = None,
+        mode: str = "ram",
+        keep: torch.Tensor | None = None,
+    ) -> list[CompressedContext]:
+        """Compress several (context, question) pairs in one batched pass."""
+        if keep_ratio is not None or mode in ("full", "all-skim") or keep is not None:
+            ratio = None
+        hb = self.hybrid(contexts, questions, ratio=ratio, keep_ratio=keep_ratio, mode=mode, keep=keep)
+        docs = [normalize_context(c) for c in contexts]
+        return self._records(hb, docs, questions, ratio, keep_ratio)
+
+    def compress(self, context: str | Sequence[str], question: str, ratio: float | None = 4.0, keep_ratio: float | None = None) -> CompressedContext:
+        """Compress one context for one question (``context``: a string or a list of documents)."""
+        return self.compress_batch([context], [question], ratio=ratio, keep_ratio=keep_ratio)[0]
+
+    @torch.inference_mode()
+    def generate_ids(self, prompts: Sequence[torch.Tensor], max_new_tokens: int = 32, stop_at_eos: bool = True) -> list[list[int]]:
+        """Greedy generation from per-example [T, H] decoder inputs (left-padded into one batch).
+
+        Returns the new token ids per example, cut after the first EOS.
+        """
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        window = getattr(self.decoder.config, "max_position_embeddings", None)
+        longest = max(p.shape[0] for p in prompts)
+        if window is not None and longest + max_new_tokens > window:
+            raise InputError(
+                f"prompt of {longest} positions + {max_new_tokens} new tokens exceeds the backbone's "
+                f"window of {window}; use a higher compression ratio"
+            )
+        embeds, attn, _ = left_pad(prompts)
+        eos = self.tokenizer.eos_token_id if stop_at_eos else None
+        out = self.decoder.generate(
+            inputs_embeds=embeds,
+            attention_mask=attn.long(),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=None if stop_at_eos else max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
+        result = []
+        for row in out.tolist():
+            if eos is not None and eos in row:
+                row = row[: row.index(eos) + 1]
+            result.append(row)
+        return result
+
+    def generate(self, prompts: Sequence[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
+        """Greedy answers (decoded, special tokens removed) for per-example decoder inputs."""
+        ids = self.generate_ids(prompts, max_new_tokens)
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def answer_batch(
+        self,
+        contexts: Sequence[str | Sequence[str]],
+        questions: Sequence[str],
+        ratio: float | None = 4.0,
+        keep_ratio: float | None = None,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        mode: str = "ram",
+    ) -> list[Answer]:
+        """Compress and answer, ``batch_size`` examples per pass."""
+        answers: list[Answer] = []
+        for start in range(0, len(questions), max(1, batch_size)):
+            chunk = slice(start, start + batch_size)
+            t0 = time.perf_counter()
+            compressed = self.compress_batch(contexts[chunk], questions[chunk], ratio=ratio, keep_ratio=keep_ratio, mode=mode)
+            t1 = time.perf_counter()
+            texts = self.generate([c.inputs_embeds[0] for c in compressed], max_new_tokens)
+            t2 = time.perf_counter()
+            for cc, text in zip(compressed, texts):
+                timings = {**cc.stats["timings"], "compress": t1 - t0, "generate": t2 - t1, "total": t2 - t0}
+                answers.append(Answer(text=text, compressed=cc, timings=timings))
+        return answers
+
+    def answer(self, context: str | Sequence[str], question: str, ratio: float | None = 4.0, keep_ratio: float | None = None, max_new_tokens: int = 32) -> Answer:
+        """Compress ``context`` for ``question`` and generate an answer."""
+        return self.answer_batch([context], [question], ratio=ratio, keep_ratio=keep_ratio, max_new_tokens=max_new_tokens)[0]
+
+
+def _pad_to(t: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:
+    if t.shape[1] == width:
+        return t
+    pad = t.new_full((t.shape[0], width - t.shape[1]), value)
+    return torch.cat([t, pad], 1)

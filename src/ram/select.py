@@ -1,0 +1,122 @@
+"""Scores -> keep mask under an exact context budget.
+
+A target ratio r gives each context B = ceil(L / r) decoder positions. Keeping segment i
+costs its n_i tokens, skimming it costs one position, so a keep set K costs
+sum_{i in K} n_i + (N - |K|). Segments are taken in score order while they fit; one that
+does not fit is skipped and smaller, lower-scored ones may still fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class BudgetError(ValueError):
+    """The requested compression cannot be reached for some context."""
+
+
+def context_budget(original_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
+    """[B] decoder context positions allowed at ``ratio`` (ceil(L / r))."""
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1.0):
+        raise BudgetError(f"ratio must be a finite number >= 1, got {ratio!r}")
+    return torch.ceil(original_tokens.double() / ratio).long()
+
+
+def max_ratio(original_tokens: torch.Tensor, num_segments: torch.Tensor) -> torch.Tensor:
+    """[B] largest attainable ratio: every segment skimmed (L / N)."""
+    return original_tokens.double() / num_segments.double()
+
+
+def _rank_within_example(scores: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+    """Permutation ordering segments by example, then by descending score (stable)."""
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    return by_score[torch.argsort(example[by_score], stable=True)]
+
+
+def select_by_budget(
+    scores: torch.Tensor, lengths: torch.Tensor, example: torch.Tensor, budget: torch.Tensor
+) -> torch.Tensor:
+    """[N] bool keep mask: greedy by score under per-example budgets (vectorised rounds).
+
+    Each round takes, per example, the longest score-ordered prefix of the remaining segments
+    that still fit; the first segment that does not fit is excluded for good. This equals the
+    sequential greedy and needs few rounds (one per skip).
+    """
+    num_examples = budget.shape[0]
+    counts = torch.bincount(example, minlength=num_examples)
+    slack = budget - counts  # positions left after skimming everything
+    if bool((slack < 0).any()):
+        raise BudgetError("budget below the all-skim cost")  # callers check first with a better message
+    order = _rank_within_example(scores, example)
+    extra = (lengths - 1)[order]  # cost of keeping over skimming, in score order
+    ex_sorted = example[order]
+    keep_sorted = torch.zeros_like(extra, dtype=torch.bool)
+    while True:
+        cand = ~keep_sorted & (extra <= slack[ex_sorted])
+        if not bool(cand.any()):
+            break
+        cost = torch.where(cand, extra, torch.zeros_like(extra))
+        running = torch.cumsum(cost, 0)
+        # cumsum restarted at each example: subtract the total of earlier examples
+        ex_total = torch.zeros(num_examples, dtype=cost.dtype).index_add_(0, ex_sorted, cost)
+        before = torch.cumsum(ex_total, 0) - ex_total
+        within = running - before[ex_sorted]
+        take = cand & (within <= slack[ex_sorted])
+        if not bool(take.any()):
+            break
+        keep_sorted |= take
+        slack = slack - torch.zeros_like(slack).index_add_(0, ex_sorted, torch.where(take, extra, 0))
+    keep = torch.empty_like(keep_sorted)
+    keep[order] = keep_sorted
+    return keep
+
+
+def select_by_keep_ratio(scores: torch.Tensor, example: torch.Tensor, num_examples: int, keep_ratio: float) -> torch.Tensor:
+    """[N] bool keep mask of the paper's mode: the top floor(p * N_b) segments per example."""
+    if not 0.0 <= keep_ratio <= 1.0:
+        raise BudgetError(f"keep_ratio must be in [0, 1], got {keep_ratio!r}")
+    counts = torch.bincount(example, minlength=num_examples)
+    k = torch.floor(counts.double() * keep_ratio + 1e-9).long()
+    order = _rank_within_example(scores, example)
+    ex_sorted = example[order]
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order)) - first[ex_sorted]
+    keep = torch.empty(len(order), dtype=torch.bool)
+    keep[order] = rank < k[ex_sorted]
+    return keep
+
+
+def compressed_lengths(keep: torch.Tensor, lengths: torch.Tensor, example: torch.Tensor, num_examples: int) -> torch.Tensor:
+    """[B] decoder context positions of a keep mask."""
+    cost = torch.where(keep, lengths, torch.ones_like(lengths))
+    return torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, cost)
+
+
+def select_segments(
+    scores: torch.Tensor,
+    lengths: torch.Tensor,
+    example: torch.Tensor,
+    num_examples: int,
+    ratio: float | None = None,
+    keep_ratio: float | None = None,
+) -> torch.Tensor:
+    """Keep mask for a target ``ratio`` (exact budget) or the paper's ``keep_ratio``."""
+    if (ratio is None) == (keep_ratio is None):
+        raise BudgetError("give exactly one of ratio or keep_ratio")
+    if keep_ratio is not None:
+        return select_by_keep_ratio(scores, example, num_examples, keep_ratio)
+    original = torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, lengths)
+    budget = context_budget(original, ratio)
+    counts = torch.bincount(example, minlength=num_examples)
+    over = counts > budget
+    if bool(over.any()):
+        b = int(torch.nonzero(over)[0])
+        best = float(max_ratio(original, counts)[b])
+        raise BudgetError(
+            f"ratio {ratio:g} is not attainable for context {b}: {int(original[b])} tokens in "
+            f"{int(counts[b])} segments; the largest attainable ratio is {best:.2f} (all skimmed). "
+            "Use a lower ratio or longer segments."
+        )
+    return select_by_budget(scores, lengths, example, budget)
