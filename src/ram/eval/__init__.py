@@ -1,0 +1,1 @@
+"""Evaluation: answer metrics, bootstrap intervals, and result reports."""
