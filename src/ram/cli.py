@@ -190,6 +190,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import TrainConfig
+    from .train.trainer import train
+
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"out={args.out}")
+    cfg = TrainConfig.load(args.config, overrides)
+    final = train(cfg, resume=args.resume)
+    print(f"model: {final}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ram", description="Read As Human: compress long contexts by close-reading and skimming.")
@@ -226,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     nq.add_argument("--split", choices=("train", "dev", "all"), default="all")
     nq.add_argument("--limit", type=int, default=None)
     nq.add_argument("--out", required=True)
+    tr = sub.add_parser("train", help="train a RAM model (resumable; see docs/training.md)")
+    tr.add_argument("--config", default=None, help="YAML/JSON training config")
+    tr.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config settings")
+    tr.add_argument("--out", default=None, help="run directory (checkpoints, metrics.jsonl, final/)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
     return parser
 
 
@@ -235,6 +253,7 @@ COMMANDS = {
     "info": cmd_info,
     "demo": cmd_demo,
     "data": cmd_data,
+    "train": cmd_train,
 }
 
 

@@ -147,7 +147,7 @@ class RAMModel(nn.Module):
         model.trained = bool(meta.get("trained", True))
         return model
 
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+    def adapter_state_dict(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Only what differs from the backbone: changed encoder tensors, skim module, trained decoder tensors."""
         state: dict[str, torch.Tensor] = {}
         base = self.decoder.model.state_dict()
@@ -160,7 +160,8 @@ class RAMModel(nn.Module):
         decoder_state = self.decoder.state_dict()
         for key in sorted(self.decoder_trained):
             state[f"decoder.{key}"] = decoder_state[key]
-        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        cast = (lambda v: v.to(dtype) if v.is_floating_point() else v) if dtype is not None else (lambda v: v)
+        return {k: cast(v.detach()).contiguous().cpu() for k, v in state.items()}
 
     def load_adapter(self, path: Path, decoder_trained: Sequence[str] = ()) -> None:
         if not path.is_file():
@@ -179,8 +180,12 @@ class RAMModel(nn.Module):
                     raise ModelError(f"{path}: tensors do not fit the {head}: {missing_ok.unexpected_keys[:3]}")
         self.decoder_trained = set(decoder_trained)
 
-    def save_pretrained(self, directory: str | os.PathLike[str], extra: dict | None = None) -> Path:
-        """Write ``ram_config.json`` + ``adapter.safetensors`` atomically (temp dir, then rename)."""
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], extra: dict | None = None, dtype: torch.dtype | None = None
+    ) -> Path:
+        """Write ``ram_config.json`` + ``adapter.safetensors`` atomically (temp dir, then rename).
+
+        ``dtype`` optionally stores the adapter's floating tensors in a smaller type."""
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -193,7 +198,7 @@ class RAMModel(nn.Module):
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            save_file(self.adapter_state_dict(), str(tmp / ADAPTER_NAME))
+            save_file(self.adapter_state_dict(dtype), str(tmp / ADAPTER_NAME))
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
             if target.exists():
                 old = target.with_name(f".{target.name}-old-{os.getpid()}")

@@ -85,9 +85,11 @@ def cut_points(starts: np.ndarray, text: str, segment_tokens: int, window: int) 
     word_start = (prev_is_space | at_space) & increasing
     candidates = np.flatnonzero(word_start)
     # Largest word start <= nominal cut; keep it only if within the window.
+    if len(candidates) == 0:  # no word start at all (one long token run): nominal cuts
+        return np.concatenate([[0], nominal]).astype(np.int64)
     pos = np.searchsorted(candidates, nominal, side="right") - 1
     snapped = np.where(pos >= 0, candidates[np.clip(pos, 0, None)], -1)
-    cuts = np.where((snapped > nominal - window) & (snapped > 0) & (window > 0), snapped, nominal)
+    cuts = np.where((snapped >= nominal - window) & (snapped > 0) & (window > 0), snapped, nominal)
     return np.concatenate([[0], cuts]).astype(np.int64)
 
 

@@ -1,0 +1,1 @@
+"""Training RAM: losses, resumable trainer, checkpoints."""
