@@ -26,3 +26,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# Reproduces the shipped adapter: trains on the shared NQ data, then packages runs/default/final.
+train-default: $(STAMP)
+	$(BIN)/ram -v train --config configs/train-default.yaml
+	$(BIN)/python -m ram.train.package runs/default --to src/ram/adapters/default

@@ -259,6 +259,8 @@ class RAMModel(nn.Module):
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "full":
             keep = torch.ones(seg.num_segments, dtype=torch.bool, device=self.device)
+        elif mode == "close-only" and keep is not None:
+            pass  # the caller chose the segments and skims are dropped: no encoder pass needed
         else:
             with _timed(timings, "encode"):
                 q_ids, q_mask = self._encode_question(questions)

