@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from .bench.command import add_bench_parser, cmd_bench
 from .eval.command import add_eval_parser, cmd_eval
 
 logger = logging.getLogger("ram")
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     nq.add_argument("--limit", type=int, default=None)
     nq.add_argument("--out", required=True)
     add_eval_parser(sub)
+    add_bench_parser(sub)
     tr = sub.add_parser("train", help="train a RAM model (resumable; see docs/training.md)")
     tr.add_argument("--config", default=None, help="YAML/JSON training config")
     tr.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config settings")
@@ -258,6 +260,7 @@ COMMANDS = {
     "data": cmd_data,
     "train": cmd_train,
     "eval": cmd_eval,
+    "bench": cmd_bench,
 }
 
 

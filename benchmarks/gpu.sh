@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# RAM latency sweep on one GPU (H100/H200) with random Qwen3-4B weights in bf16.
+#
+#   bash benchmarks/gpu.sh            # results under $OUT (default ./bench-gpu)
+#
+# Installs nothing. Runs `python -m ram.bench.command` from this checkout (PYTHONPATH=src) with
+# the first interpreter that has a CUDA torch: $RAM_PY, .venv/bin/python, then python3.
+# Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360): hf engine over
+# 4k-32k, then the fast engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k,
+# then hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
+# the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
+#
+# What comes back in $OUT (few files, for the device tool's 8-file limit):
+#   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast.{json,md}  main sweep
+#   summary.txt                                               GPU, versions, step log, failures
+#   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
+set -euo pipefail
+
+OUT="${OUT:-./bench-gpu}"
+BUDGET="${RAM_BENCH_BUDGET_S:-360}"
+SHAPE="${RAM_BENCH_SHAPE:-qwen3-4b}"
+LENGTHS="${RAM_BENCH_LENGTHS:-4096 8192 16384 32768}"
+LONG="${RAM_BENCH_LONG-65536}"           # set empty to skip the long-context runs
+RATIOS="${RAM_BENCH_RATIOS:-8 32}"
+DEVICE="${RAM_BENCH_DEVICE:-cuda}"       # cpu: a smoke run of this script (with a small shape)
+COMMON=(--shape "$SHAPE" --device "$DEVICE" --dtype "${RAM_BENCH_DTYPE:-bfloat16}" --ratios $RATIOS
+        --new-tokens "${RAM_BENCH_NEW_TOKENS:-32}" --encoder-layers "${RAM_BENCH_ENCODER_LAYERS:-8}" --no-plot
+        ${RAM_BENCH_EXTRA:-})
+START=$SECONDS
+mkdir -p "$OUT"
+WORK="$(mktemp -d /tmp/ram-bench-gpu.XXXXXX)"
+SUMMARY="$WORK/summary.txt"
+FAILED=0
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+log() { echo "[$(( SECONDS - START ))s] $*" | tee -a "$SUMMARY"; }
+left() { echo $(( BUDGET - (SECONDS - START) )); }
+
+pick_python() {
+  local cand
+  for cand in "${RAM_PY:-}" .venv/bin/python python3 python; do
+    [ -n "$cand" ] || continue
+    command -v "$cand" >/dev/null 2>&1 || continue
+    if timeout 90 "$cand" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() or sys.argv[1] == "cpu" else 1)' \
+        "$DEVICE" >/dev/null 2>&1; then
+      echo "$cand"; return 0
+    fi
+  done
+  return 1
+}
+
+# step NAME SECONDS ARGS...: one bench process under its own timeout; failures are logged, not fatal
+step() {
+  local name="$1" limit="$2"; shift 2
+  if [ "$limit" -lt 45 ]; then log "skip $name: ${limit}s left"; return 0; fi
+  log "start $name (timeout ${limit}s)"
+  local rc=0
+  timeout -k 15 "$limit" "$PY" -m ram.bench.command "$@" >"$WORK/$name.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    FAILED=$(( FAILED + 1 ))
+    log "FAILED $name rc=$rc$([ "$rc" -eq 124 ] && echo ' (timeout)'); last lines:"
+    tail -n 15 "$WORK/$name.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  else
+    log "done $name"
+  fi
+}
+
+pack() {
+  # Reports for partial JSON too (a step cut by its timeout), then the few files that come back.
+  "$PY" - "$WORK" <<'PY' >>"$SUMMARY" 2>&1 || true
+import json, sys
+from pathlib import Path
+from ram.bench.latency import write_report
+for path in sorted(Path(sys.argv[1]).rglob("*.json")):
+    data = json.loads(path.read_text())
+    if data.get("rows"):
+        write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
+        print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
+PY
+  cp "$WORK"/main/*.json "$WORK"/main/*.md "$OUT"/ 2>/dev/null || true
+  tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
+  cp "$SUMMARY" "$OUT/summary.txt"
+}
+
+{
+  echo "# RAM GPU latency sweep, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.memory,power.limit \
+    --format=csv 2>&1 || echo "nvidia-smi failed"
+} >"$SUMMARY"
+
+if ! PY="$(pick_python)"; then
+  log "no Python with a CUDA build of torch found (tried \$RAM_PY, .venv/bin/python, python3)"
+  cp "$SUMMARY" "$OUT/summary.txt"; exit 1
+fi
+"$PY" - >>"$SUMMARY" 2>&1 <<'PY' || { log "cannot import ram from src/"; cp "$SUMMARY" "$OUT/summary.txt"; exit 1; }
+import sys, torch, transformers, ram.bench.command
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+print(f"python {sys.version.split()[0]} ({sys.executable}); torch {torch.__version__} cuda {torch.version.cuda}; "
+      f"transformers {transformers.__version__}; gpu {gpu}")
+PY
+
+# 1. hf engine (transformers generate): the reference, most likely to work.
+step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --lengths $LENGTHS \
+  --repeats 3 --warmup 1 --out "$WORK/main"
+# 2. fast engine: compiles twice (first and second cache length), CUDA graphs per length. The
+#    long length runs last in the same process (no second compile); its rows land in the same JSON.
+step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast --lengths $LENGTHS $LONG \
+  --repeats 3 --warmup 1 --out "$WORK/main"
+# 3. hf at the long length, only if time is left.
+if [ -n "$LONG" ]; then
+  step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
+    --out "$WORK/long"
+fi
+
+pack
+for table in "$WORK"/main/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
+log "finished: $FAILED failed step(s); results in $OUT"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,286 @@
+"""Greedy decode engines over ``inputs_embeds``, timed: ``hf`` (``generate``) and ``fast``.
+
+``fast`` prefills into a ``StaticCache`` with one eager forward, then runs a greedy loop whose
+one-token step is ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA).
+Every shape in the loop is fixed (cache length, attention-mask buffer), so the graph is
+captured once per cache length and replayed for every token. Both engines ignore EOS and
+emit exactly ``max_new_tokens`` tokens, so timings compare equal work; on the same weights
+they produce the same ids.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+from transformers import PreTrainedModel, StaticCache
+from transformers.generation.streamers import BaseStreamer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+Timings = dict[str, float]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _check(inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> None:
+    if inputs_embeds.ndim != 3:
+        raise ValueError(f"inputs_embeds must be [B, T, H], got shape {tuple(inputs_embeds.shape)}")
+    if attention_mask.shape != inputs_embeds.shape[:2]:
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} does not match inputs_embeds {tuple(inputs_embeds.shape[:2])}"
+        )
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not bool(attention_mask[:, -1].all()):
+        raise ValueError("attention_mask must be left-padded (the last position of every row is real)")
+
+
+def _timings(prefill_s: float, decode_s: float, max_new_tokens: int) -> Timings:
+    steps = max_new_tokens - 1  # the first token comes from the prefill
+    return {
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_ms_per_token": 1000.0 * decode_s / steps if steps else 0.0,
+    }
+
+
+# ---------------------------------------------------------------------------- hf
+class _TokenClock(BaseStreamer):
+    """Records when each generated token reaches the host (``generate`` syncs there anyway)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        if value.ndim == 1:  # the prompt arrives first as [B, 0]; new tokens come as [B]
+            self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def generate_hf(
+    decoder: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+) -> tuple[torch.Tensor, Timings]:
+    """``decoder.generate`` (greedy, dynamic cache) with EOS disabled: exactly ``max_new_tokens`` ids.
+
+    ``generate`` fills every unset (None) field from the model's own generation config, so EOS,
+    penalties and the like are switched off by swapping in a plain config for the call.
+    """
+    from transformers import GenerationConfig
+
+    pad = decoder.config.pad_token_id
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=0 if pad is None else pad,
+    )
+    clock = _TokenClock()
+    saved = decoder.generation_config
+    decoder.generation_config = GenerationConfig()
+    try:
+        _sync(inputs_embeds.device)
+        start = time.perf_counter()
+        out = decoder.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask.long(), generation_config=config,
+            streamer=clock,
+        )
+        _sync(inputs_embeds.device)
+        end = time.perf_counter()
+    finally:
+        decoder.generation_config = saved
+    ids = out[:, -max_new_tokens:] if out.shape[1] > max_new_tokens else out
+    if ids.shape[1] != max_new_tokens:
+        raise RuntimeError(f"generate stopped after {ids.shape[1]} of {max_new_tokens} tokens")
+    first = clock.times[0] if clock.times else end
+    return ids, _timings(first - start, end - first, max_new_tokens)
+
+
+# ---------------------------------------------------------------------------- fast
+FAST_ATTENTION = "ram_fast_sdpa"
+
+
+def _fast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                    is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """SDPA, except one-token GQA steps: the query heads of each KV head become the query rows,
+    so the whole static cache is read once instead of copied ``num_key_value_groups`` times
+    (transformers' ``repeat_kv`` does that copy whenever a mask is given or under compile)."""
+    groups = getattr(module, "num_key_value_groups", 1)
+    plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+    shared_mask = attention_mask is None or (attention_mask.ndim == 4 and attention_mask.shape[1] == 1)
+    if query.shape[2] == 1 and groups > 1 and plain and shared_mask and query.shape[-1] == value.shape[-1]:
+        batch, heads, _, dim = query.shape
+        packed = query.reshape(batch, heads // groups, groups, dim)  # head j uses kv head j // groups
+        out = torch.nn.functional.scaled_dot_product_attention(packed, key, value, attn_mask=attention_mask, scale=scaling)
+        return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  is_causal=is_causal, **kwargs)
+
+
+def _register_attention() -> None:
+    from transformers.modeling_utils import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(FAST_ATTENTION, _fast_attention)
+    AttentionMaskInterface.register(FAST_ATTENTION, sdpa_mask)
+
+
+@contextmanager
+def _fast_attention_on(decoder: PreTrainedModel) -> Iterator[None]:
+    """Route an SDPA decoder through :func:`_fast_attention` for the duration (restored after)."""
+    config = decoder.config
+    before = getattr(config, "_attn_implementation", None)
+    if before not in ("sdpa", FAST_ATTENTION):
+        yield  # eager / flash / flex: left as they are
+        return
+    _register_attention()
+    config._attn_implementation = FAST_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def _forward_params(decoder: PreTrainedModel) -> set[str]:
+    return set(inspect.signature(decoder.forward).parameters)
+
+
+def _cache_kwarg(decoder: PreTrainedModel) -> str:
+    """transformers >= 5.2x names the cache argument ``cache``; earlier 5.x ``past_key_values``."""
+    return "cache" if "cache" in _forward_params(decoder) else "past_key_values"
+
+
+_STATE = "_ram_fast_engine"  # per-decoder state, kept on the decoder itself (freed with it)
+
+
+def _state(decoder: PreTrainedModel) -> dict[str, Any]:
+    state = decoder.__dict__.get(_STATE)
+    if state is None:
+        state = {"cache": None, "steps": {}}
+        decoder.__dict__[_STATE] = state
+    return state
+
+
+def _static_cache(decoder: PreTrainedModel, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> Any:
+    """One reusable StaticCache per decoder: the same tensors every repeat, so a captured CUDA
+    graph stays valid; a different size frees the old cache before allocating the new one."""
+    state = _state(decoder)
+    key = (batch, length, dtype, str(device))
+    if state["cache"] is not None and state["cache"][0] == key:
+        state["cache"][1].reset()
+        return state["cache"][1]
+    state["cache"] = None
+    cache = StaticCache(config=decoder.config, max_cache_len=length)
+    state["cache"] = (key, cache)
+    return cache
+
+
+def _step_for(decoder: PreTrainedModel, compile: bool) -> Callable:
+    steps = _state(decoder)["steps"]
+    if compile not in steps:
+        steps[compile] = _make_step(decoder, compile)
+    return steps[compile]
+
+
+def release(decoder: PreTrainedModel) -> None:
+    """Drop the fast engine's cache and compiled steps held for ``decoder``."""
+    decoder.__dict__.pop(_STATE, None)
+
+
+def _make_step(decoder: PreTrainedModel, compile: bool) -> Callable:
+    cache_key = _cache_kwarg(decoder)
+    with_cache_position = "cache_position" in _forward_params(decoder)
+
+    def step(token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor, slot: torch.Tensor, cache: Any) -> torch.Tensor:
+        """[B, 1] token written at cache ``slot`` -> [B] next greedy token."""
+        kwargs: dict[str, Any] = {cache_key: cache}
+        if with_cache_position:  # transformers versions that index the static cache explicitly
+            kwargs["cache_position"] = slot
+        out = decoder(input_ids=token, attention_mask=mask, position_ids=position, use_cache=True, **kwargs)
+        return out.logits[:, -1].float().argmax(-1)
+
+    if not compile:
+        return step
+    # Each new cache length recompiles once; automatic dynamic shapes make the second length
+    # symbolic, so a sweep compiles about twice. CUDA graphs are recorded per shape.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    mode = "reduce-overhead" if decoder.device.type == "cuda" else None
+    return torch.compile(step, mode=mode, fullgraph=False)
+
+
+def generate_fast(
+    decoder: PreTrainedModel,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    compile: bool = True,
+) -> tuple[torch.Tensor, Timings]:
+    """Eager prefill into a StaticCache, then a (compiled) one-token greedy step per new token."""
+    device = inputs_embeds.device
+    batch, length = attention_mask.shape
+    mask = attention_mask.bool()
+    positions = (mask.long().cumsum(1) - 1).clamp(min=0)  # as generate: count real tokens only
+    capacity = length + max(1, max_new_tokens - 1)
+    cache = _static_cache(decoder, batch, capacity, inputs_embeds.dtype, device)
+    kwargs: dict[str, Any] = {_cache_kwarg(decoder): cache}
+    if "cache_position" in _forward_params(decoder):
+        kwargs["cache_position"] = torch.arange(length, device=device)
+    step = _step_for(decoder, compile)
+    graphs = compile and device.type == "cuda"
+    # Fixed-shape decode state: one mask row over every cache slot, opened a slot per step
+    # ([B, 1, 1, capacity] is used as is by the model: no mask building inside the step).
+    step_mask = torch.zeros(batch, 1, 1, capacity, dtype=torch.bool, device=device)
+    step_mask[:, 0, 0, :length] = mask
+    slots = torch.arange(length, capacity, device=device)
+    last = positions[:, -1:]
+    ids = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
+
+    with _fast_attention_on(decoder):
+        _sync(device)
+        start = time.perf_counter()
+        # The prompt's own 2D mask: a padding-free prompt takes SDPA's causal (flash) path.
+        out = decoder(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                      logits_to_keep=1, **kwargs)
+        ids[:, 0] = out.logits[:, -1].float().argmax(-1)
+        del out
+        _sync(device)
+        prefill_end = time.perf_counter()
+        for k in range(max_new_tokens - 1):
+            step_mask[:, 0, 0, length + k] = True
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            ids[:, k + 1] = step(ids[:, k : k + 1], last + (k + 1), step_mask, slots[k : k + 1], cache)
+        _sync(device)
+        end = time.perf_counter()
+    return ids, _timings(prefill_end - start, end - prefill_end, max_new_tokens)
+
+
+ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {
+    "hf": lambda decoder, embeds, mask, n, compile=False: generate_hf(decoder, embeds, mask, n),
+    "fast": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n, compile=compile),
+}
+
+
+@torch.inference_mode()
+def generate(
+    decoder: PreTrainedModel,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    engine: str = "hf",
+    compile: bool = True,
+) -> tuple[torch.Tensor, Timings]:
+    """Greedy ids ``[B, max_new_tokens]`` (EOS ignored) and ``{prefill_s, decode_s, decode_ms_per_token}``.
+
+    ``inputs_embeds`` [B, T, H] and ``attention_mask`` [B, T] (bool, left-padded, as
+    :func:`ram.assemble.left_pad` makes them). ``compile`` matters for ``fast`` only.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    _check(inputs_embeds, attention_mask, max_new_tokens)
+    return ENGINES[engine](decoder, inputs_embeds, attention_mask, max_new_tokens, compile)

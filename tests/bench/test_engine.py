@@ -1,0 +1,144 @@
+"""Decode engines: ``hf`` (generate) and ``fast`` (StaticCache + step) emit the same greedy ids."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ram.assemble import left_pad
+from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, generate
+from ram.bench.shapes import build_random_model, tiny
+
+TIMING_KEYS = {"prefill_s", "decode_s", "decode_ms_per_token"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and the CI machine may be busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def spread_model():
+    """Tiny Qwen3 with large random weights, so greedy ids vary from step to step."""
+    config = tiny()
+    config.initializer_range = 0.3
+    return build_random_model(config, dtype=torch.float32, device="cpu", seed=3)
+
+
+def _prompts(model, lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        return [embed(torch.randint(0, model.config.vocab_size, (n,), generator=gen)) for n in lengths]
+
+
+def test_engines_agree_on_a_left_padded_batch(spread_model):
+    embeds, mask, _ = left_pad(_prompts(spread_model, (37, 20, 29)))
+    hf_ids, hf_t = generate(spread_model, embeds, mask, 12, engine="hf")
+    fast_ids, fast_t = generate(spread_model, embeds, mask, 12, engine="fast", compile=False)
+    assert hf_ids.shape == fast_ids.shape == (3, 12)
+    assert torch.equal(hf_ids, fast_ids)
+    assert len(set(hf_ids[0].tolist())) > 3  # not a degenerate repetition
+    for t in (hf_t, fast_t):
+        assert set(t) == TIMING_KEYS
+        assert t["prefill_s"] > 0 and t["decode_s"] > 0 and t["decode_ms_per_token"] > 0
+
+
+def test_a_row_alone_matches_its_batch(spread_model):
+    prompts = _prompts(spread_model, (31, 18))
+    batch, mask, _ = left_pad(prompts)
+    together, _ = generate(spread_model, batch, mask, 6, engine="fast", compile=False)
+    for row, prompt in enumerate(prompts):
+        alone, _ = generate(spread_model, prompt[None], torch.ones(1, prompt.shape[0], dtype=torch.bool), 6,
+                            engine="fast", compile=False)
+        assert torch.equal(alone[0], together[row])
+
+
+def test_engines_agree_on_llama_and_ignore_eos(tiny_llama_dir: Path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # spread the logits: varied greedy ids
+            if p.ndim > 1:
+                p.mul_(8.0)
+    embeds, mask, _ = left_pad(_prompts(model, (25,), seed=1))
+    fast_ids, _ = generate(model, embeds, mask, 8, engine="fast", compile=False)
+    model.generation_config.eos_token_id = int(fast_ids[0, 0])  # would stop generate at once
+    model.config.eos_token_id = int(fast_ids[0, 0])
+    hf_ids, _ = generate(model, embeds, mask, 8, engine="hf")
+    assert hf_ids.shape == (1, 8)
+    assert torch.equal(hf_ids, fast_ids)
+
+
+def test_fast_reuses_its_cache_and_restores_attention(spread_model):
+    embeds, mask, _ = left_pad(_prompts(spread_model, (40,), seed=2))
+    first, _ = generate(spread_model, embeds, mask, 5, engine="fast", compile=False)
+    again, _ = generate(spread_model, embeds, mask, 5, engine="fast", compile=False)  # same cache, reset
+    shorter, _ = generate(spread_model, embeds[:, 10:], mask[:, 10:], 5, engine="fast", compile=False)
+    hf_short, _ = generate(spread_model, embeds[:, 10:], mask[:, 10:], 5, engine="hf")
+    assert torch.equal(first, again)
+    assert torch.equal(shorter, hf_short)
+    assert spread_model.config._attn_implementation == "sdpa"
+
+
+def test_one_new_token(spread_model):
+    embeds, mask, _ = left_pad(_prompts(spread_model, (9,)))
+    a, ta = generate(spread_model, embeds, mask, 1, engine="hf")
+    b, tb = generate(spread_model, embeds, mask, 1, engine="fast", compile=False)
+    assert a.shape == b.shape == (1, 1) and torch.equal(a, b)
+    assert ta["decode_ms_per_token"] == tb["decode_ms_per_token"] == 0.0
+
+
+def test_packed_gqa_step_matches_sdpa(spread_model):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    attn = spread_model.model.layers[0].self_attn
+    gen = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 4, 1, 16, generator=gen)
+    key, value = torch.randn(2, 2, 11, 16, generator=gen), torch.randn(2, 2, 11, 16, generator=gen)
+    mask = torch.rand(2, 1, 1, 11, generator=gen) > 0.3
+    mask[:, ..., -1] = True
+    ours, _ = _fast_attention(attn, query, key, value, mask, scaling=0.25)
+    ref, _ = sdpa_attention_forward(attn, query, key, value, mask, scaling=0.25)
+    assert ours.shape == ref.shape == (2, 1, 4, 16)
+    torch.testing.assert_close(ours, ref)
+    assert FAST_ATTENTION != "sdpa"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"engine": "vllm"}, "unknown engine"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"mask": torch.ones(1, 3, dtype=torch.bool)}, "does not match"),
+        ({"mask": torch.tensor([[True] * 6 + [False]])}, "left-padded"),
+    ],
+)
+def test_bad_inputs(spread_model, bad, message):
+    embeds, mask, _ = left_pad(_prompts(spread_model, (7,)))
+    args = {"engine": "fast", "max_new_tokens": 2, "mask": mask, **bad}
+    with pytest.raises(ValueError, match=message):
+        generate(spread_model, embeds, args["mask"], args["max_new_tokens"], engine=args["engine"], compile=False)
+    assert set(ENGINES) >= {"hf", "fast"}
+
+
+@pytest.mark.skipif(
+    os.environ.get("RAM_TEST_COMPILE") != "1",
+    reason="torch.compile (inductor) of the decode step takes ~30-60 s on a 2-core CPU; set RAM_TEST_COMPILE=1",
+)
+def test_compiled_fast_matches_hf(spread_model):
+    embeds, mask, _ = left_pad(_prompts(spread_model, (23, 15)))
+    hf_ids, _ = generate(spread_model, embeds, mask, 6, engine="hf")
+    start = time.perf_counter()
+    fast_ids, _ = generate(spread_model, embeds, mask, 6, engine="fast", compile=True)
+    assert torch.equal(hf_ids, fast_ids), f"compiled in {time.perf_counter() - start:.0f}s"
+    again, _ = generate(spread_model, embeds, mask, 6, engine="fast", compile=True)  # cached graph
+    assert torch.equal(again, hf_ids)
