@@ -86,7 +86,25 @@ class RAMModel(nn.Module):
         self.skim.to(device=decoder.device, dtype=decoder.dtype)
         self.backbone_fingerprint = fingerprint(decoder)
         self.decoder_trained: set[str] = set()  # decoder parameter names saved in the adapter
+        self.lora: dict[str, dict] = {}  # part ("encoder" | "decoder") -> LoRA settings
         self.trained = False
+
+    def add_lora(self, part: str, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")) -> None:
+        """Inject LoRA adapters (peft) into the encoder or the decoder, in place.
+
+        Only the low-rank tensors then differ from the backbone, which keeps adapters small."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        if part not in ("encoder", "decoder"):
+            raise ValueError(f"LoRA part must be 'encoder' or 'decoder', got {part!r}")
+        if part in self.lora:
+            raise ValueError(f"the {part} already has LoRA adapters")
+        settings = {"rank": int(rank), "alpha": float(alpha), "targets": list(targets)}
+        config = LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"], target_modules=settings["targets"], lora_dropout=0.0)
+        module = self.encoder if part == "encoder" else self.decoder
+        inject_adapter_in_model(config, module)
+        module.to(self.device)
+        self.lora[part] = settings
 
     # ------------------------------------------------------------------ construction / io
     @classmethod
@@ -143,6 +161,8 @@ class RAMModel(nn.Module):
                 f"{path} was trained on backbone {meta['config']['backbone']!r} (fingerprint {expected}) "
                 f"but {config.backbone!r} has fingerprint {model.backbone_fingerprint}: they are different models"
             )
+        for part, settings in (meta.get("lora") or {}).items():
+            model.add_lora(part, settings["rank"], settings["alpha"], settings["targets"])
         model.load_adapter(path / ADAPTER_NAME, decoder_trained=meta.get("decoder_trained", []))
         model.trained = bool(meta.get("trained", True))
         return model
@@ -150,9 +170,11 @@ class RAMModel(nn.Module):
     def adapter_state_dict(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Only what differs from the backbone: changed encoder tensors, skim module, trained decoder tensors."""
         state: dict[str, torch.Tensor] = {}
-        base = self.decoder.model.state_dict()
+        # LoRA-wrapped layers keep their base weight under ".base_layer."; compare on plain names
+        base = {k.replace(".base_layer.", "."): v for k, v in self.decoder.model.state_dict().items()}
         for key, value in self.encoder.state_dict().items():
-            if key in base and f"model.{key}" not in self.decoder_trained and torch.equal(value, base[key]):
+            base_key = key.replace(".base_layer.", ".")
+            if base_key in base and f"model.{base_key}" not in self.decoder_trained and torch.equal(value, base[base_key]):
                 continue
             state[f"encoder.{key}"] = value
         for key, value in self.skim.state_dict().items():
@@ -193,6 +215,7 @@ class RAMModel(nn.Module):
             "config": self.config.to_dict(),
             "backbone_fingerprint": self.backbone_fingerprint,
             "decoder_trained": sorted(self.decoder_trained),
+            "lora": self.lora,
             "trained": self.trained,
             **(extra or {}),
         }

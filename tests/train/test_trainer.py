@@ -204,3 +204,34 @@ def test_two_process_ddp_on_cpu(tmp_path: Path, tiny_llama_dir: Path, data_file:
     # each rank saw different examples, yet DDP's gradient averaging keeps the replicas identical
     assert ranks[0]["sum"] == pytest.approx(ranks[1]["sum"], rel=1e-6)
     assert ranks[0]["sq"] == pytest.approx(ranks[1]["sq"], rel=1e-6)
+
+
+def test_lora_policies_save_only_low_rank_tensors(tmp_path: Path, tiny_llama_dir: Path, data_file: Path) -> None:
+    from ram.model import RAMModel
+
+    held = {}
+    build = trainer_mod.build_model
+
+    def capture(c: TrainConfig):  # type: ignore[no-untyped-def]
+        held["model"] = build(c)
+        return held["model"]
+
+    cfg = tiny_cfg(tmp_path, tiny_llama_dir, data_file, encoder_policy="lora", decoder_policy="lora", lora_rank=2, steps=3)
+    trainer_mod.build_model = capture
+    try:
+        final = train(cfg, progress=False)
+    finally:
+        trainer_mod.build_model = build
+    tensors = load_file(str(final / "adapter.safetensors"))
+    model_keys = [k for k in tensors if not k.startswith("skim.")]
+    assert model_keys and all("lora_" in k for k in model_keys)
+    assert any(k.startswith("encoder.") for k in model_keys) and any(k.startswith("decoder.") for k in model_keys)
+    # the reloaded model (LoRA re-injected, then loaded) compresses and decodes like the trained one
+    trained = held["model"]
+    loaded = RAMModel.from_pretrained(final)
+    ex = make_examples(1)[0]
+    a = trained.compress(ex.documents, ex.question, ratio=2.0)
+    b = loaded.compress(ex.documents, ex.question, ratio=2.0)
+    assert a.segment_map() == b.segment_map()
+    torch.testing.assert_close(a.inputs_embeds, b.inputs_embeds, atol=1e-5, rtol=1e-4)  # fp32 adapter
+    assert trained.generate_ids([a.inputs_embeds[0]], 4, stop_at_eos=False) == loaded.generate_ids([b.inputs_embeds[0]], 4, stop_at_eos=False)

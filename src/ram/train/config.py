@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import yaml
 
-ENCODER_POLICIES = ("full", "top", "frozen")
-DECODER_POLICIES = ("frozen", "qkv", "full")
+ENCODER_POLICIES = ("full", "top", "lora", "frozen")
+DECODER_POLICIES = ("frozen", "qkv", "lora", "full")
 
 
 @dataclass
@@ -31,7 +31,10 @@ class TrainConfig:
     word_snap_window: int = 8
     encoder_policy: str = "top"  # full | top (only the top `encoder_trainable_layers`) | frozen
     encoder_trainable_layers: int = 2
-    decoder_policy: str = "frozen"  # frozen | qkv | full
+    decoder_policy: str = "frozen"  # frozen | qkv | lora | full
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     steps: int = 1000
     batch_size: int = 2
     grad_accum: int = 1
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if self.contrastive_tau <= 0 or self.contrastive_weight < 0:
             raise ValueError("contrastive_tau must be > 0 and contrastive_weight >= 0")
+        if self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if self.adapter_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError("adapter_dtype must be float32, bfloat16 or float16")
         if self.keep_last < 1 or self.save_every < 1:

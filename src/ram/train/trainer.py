@@ -85,6 +85,9 @@ def step_indices(seed: int, step: int, global_batch: int, n: int) -> list[int]:
 # ---------------------------------------------------------------------------- model policy
 def apply_policy(model: RAMModel, cfg: TrainConfig) -> None:
     """Set requires_grad by the training policy and record trained decoder tensors."""
+    for part, policy in (("encoder", cfg.encoder_policy), ("decoder", cfg.decoder_policy)):
+        if policy == "lora" and part not in model.lora:
+            model.add_lora(part, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
     model.requires_grad_(False)
     model.skim.projector.requires_grad_(True)
     model.skim.log_tau.requires_grad_(model.config.learn_temperature)
@@ -95,6 +98,11 @@ def apply_policy(model: RAMModel, cfg: TrainConfig) -> None:
         for layer in layers[len(layers) - cfg.encoder_trainable_layers :]:
             layer.requires_grad_(True)
         model.encoder.norm.requires_grad_(True)
+    for part, policy in (("encoder", cfg.encoder_policy), ("decoder", cfg.decoder_policy)):
+        if policy == "lora":
+            for name, param in getattr(model, part).named_parameters():
+                if "lora_" in name:
+                    param.requires_grad_(True)
     if cfg.decoder_policy == "full":
         model.decoder.requires_grad_(True)
     elif cfg.decoder_policy == "qkv":
