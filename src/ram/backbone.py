@@ -10,14 +10,14 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .atomic import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +92,10 @@ def ensure_builtin(name: str) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _COMPLETE).write_text(gguf.name + "\n")
-        if target.exists():  # a stale, incomplete directory from an older crash
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staged_dir(target) as stage:  # a stale incomplete directory is replaced too
+        model.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
+        (stage / _COMPLETE).write_text(gguf.name + "\n")
     logger.info("converted in %.1f s", time.perf_counter() - start)
     return target
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .atomic import staged_dir
 from .assemble import hybrid_context, left_pad, with_prompt
 from .backbone import builtin_name, fingerprint, load_backbone
 from .compressed import Answer, CompressedContext, Segment
@@ -209,7 +208,6 @@ class RAMModel(nn.Module):
 
         ``dtype`` optionally stores the adapter's floating tensors in a smaller type."""
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
@@ -219,20 +217,9 @@ class RAMModel(nn.Module):
             "trained": self.trained,
             **(extra or {}),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            save_file(self.adapter_state_dict(dtype), str(tmp / ADAPTER_NAME))
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            if target.exists():
-                old = target.with_name(f".{target.name}-old-{os.getpid()}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with staged_dir(target) as stage:
+            save_file(self.adapter_state_dict(dtype), str(stage / ADAPTER_NAME))
+            (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return target
 
     # ------------------------------------------------------------------ core pass

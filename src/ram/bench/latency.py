@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..assemble import hybrid_context, left_pad, with_prompt
+from ..atomic import atomic_file
 from ..encoder import build_encoder, encode_rows
 from ..select import select_segments
 from ..skim import SkimPooler, masked_mean
@@ -574,18 +574,8 @@ def fit_full(rows: Sequence[dict]) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        write(tmp)
     return path
 
 

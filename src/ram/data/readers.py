@@ -14,12 +14,12 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ram.atomic import atomic_file
 from ram.data.example import Example
 
 logger = logging.getLogger(__name__)
@@ -533,28 +533,15 @@ def write_examples(examples: Iterable[Example], out_path: PathLike) -> int:
     once complete, so an interrupted run never leaves a truncated dataset behind.
     """
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) \
-                if out_path.suffix == ".gz" else raw
-            try:
-                for example in examples:
-                    line = json.dumps(example.to_dict(), ensure_ascii=False) + "\n"
-                    stream.write(line.encode("utf-8"))
-                    count += 1
-            finally:
-                if stream is not raw:
-                    stream.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; datasets are meant to be shared
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    with atomic_file(out_path) as tmp, open(tmp, "wb") as raw:
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if out_path.suffix == ".gz" else raw
+        try:
+            for example in examples:
+                stream.write((json.dumps(example.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+                count += 1
+        finally:
+            if stream is not raw:
+                stream.close()
     logger.info("wrote %d examples to %s", count, out_path)
     return count

@@ -19,13 +19,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_bytes, atomic_write_text
 from ..data.example import Example
 from ..data.positives import positive_mask
 from .methods import METHODS, Method, MethodOutput, MethodUnavailable, Models, get_method
@@ -49,22 +49,6 @@ Key = tuple[str, float | None, str]
 
 def _key(method: str, ratio: float | None, example_id: str) -> Key:
     return (method, None if ratio is None else float(ratio), example_id)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
@@ -95,9 +79,7 @@ def read_predictions(path: Path, repair: bool = True) -> list[dict[str, Any]]:
         good.append(raw if raw.endswith(b"\n") else raw + b"\n")
     clean = b"".join(good)
     if repair and clean != data:
-        tmp = path.with_name(f".{path.name}.repair")
-        tmp.write_bytes(clean)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, clean)
     return records
 
 
@@ -114,7 +96,7 @@ def _check_run_settings(out_dir: Path, settings: dict[str, Any], resuming: bool)
                 what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
                 raise ValueError(f"{out_dir} holds predictions made with other settings ({what}); "
                                  "use a new --out or the same settings to resume")
-    _atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def _gold_position(example: Example) -> int | None:
@@ -313,7 +295,7 @@ def run_eval(
             current[_key(rec["method"], rec.get("ratio"), rec["id"])] = rec
     final = list(current.values())
     rows = summarize(final, methods, seed=seed)
-    _atomic_write_text(out_dir / SUMMARY_JSON, json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(out_dir / SUMMARY_JSON, json.dumps(rows, indent=2) + "\n")
     title = f"ram eval: model {model_name}, {len(examples)} examples, seed {seed}"
     write_summary_md(rows, out_dir / SUMMARY_MD, title=title)
     if rows:

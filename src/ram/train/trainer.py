@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import staged_dir
 from ..data.example import Example
 from ..data.nq_multidoc import build_nq_multidoc, parse_docs_arg
 from ..data.positives import positive_mask
@@ -155,18 +154,11 @@ def checkpoints(out: Path) -> list[Path]:
 def save_checkpoint(out: Path, step: int, model: RAMModel, optimizer: torch.optim.Optimizer, scheduler: Any, keep_last: int) -> Path:
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
+    target = root / f"step-{step:08d}"
+    with staged_dir(target) as stage:  # the state file marks a complete checkpoint
         model.save_pretrained(stage / "model")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, stage / "optimizer.pt")
         (stage / STATE_NAME).write_text(json.dumps({"step": step, "time": time.time()}) + "\n")
-        target = root / f"step-{step:08d}"
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(stage, target)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     for old in checkpoints(out)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return target
