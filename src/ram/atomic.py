@@ -53,6 +53,7 @@ def staged_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield stage
+        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp creates 0700; give the usual mode
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, old / "x")

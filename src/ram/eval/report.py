@@ -47,6 +47,7 @@ _COLUMNS = (
     "rouge-L",
     "achieved ratio",
     "context tokens",
+    "positive recall",
     "latency s",
 )
 
@@ -112,6 +113,7 @@ def write_summary_md(rows: Sequence[Row], path: PathLike, title: str | None = No
             _fmt(row.get("rouge_l"), 3),
             _fmt(row.get("achieved_ratio_mean"), 2),
             _fmt(row.get("context_tokens_mean"), 1),
+            _fmt(row.get("positive_recall_mean"), 3),
             _fmt(row.get("latency_s_mean"), 3),
         ]
         lines.append("| " + " | ".join(cells) + " |")

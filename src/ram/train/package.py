@@ -111,7 +111,8 @@ def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
     ]
     if evals:
         parts += ["Periodic dev checks during training (small fixed slice):", ""]
-        parts += [f"- step {e['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in e["eval"].items()) for e in evals]
+        by_step = {e["step"]: e["eval"] for e in evals}
+        parts += [f"- step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()) for step, result in sorted(by_step.items())]
         parts.append("")
     if eval_dirs:
         parts += ["## Dev metrics (questions never trained on)", "", eval_table(eval_dirs), "",

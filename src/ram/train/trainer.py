@@ -326,8 +326,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         return out
     final = out / "final"
     if accelerator.is_main_process:
-        save_checkpoint(out, step, model, optimizer, scheduler, cfg.keep_last)
-        if dev_set:
+        if step % cfg.save_every:  # not just saved inside the loop
+            save_checkpoint(out, step, model, optimizer, scheduler, cfg.keep_last)
+        if dev_set and not (cfg.eval_every and step % cfg.eval_every == 0):
             _log_eval(model, dev_set, cfg, step, metrics_path)
         model.trained = True
         model.save_pretrained(final, extra={"training": {"steps": step, "config": cfg.to_dict()}},
