@@ -50,11 +50,11 @@ def load_split(spec: str, cfg: TrainConfig, docs: int | tuple[int, int], seed: i
 def segment_positives(hb: HybridBatch, examples: Sequence[Example]) -> torch.Tensor:
     """[N] bool: segment overlaps an answer occurrence or a gold span of its example."""
     seg = hb.segments
-    spans = list(zip(seg.example.tolist(), seg.document.tolist(), seg.start.tolist(), seg.end.tolist()))
+    spans = list(zip(seg.document.tolist(), seg.start.tolist(), seg.end.tolist()))  # grouped by example
+    bounds = np.cumsum([0, *seg.segments_per_example().tolist()])
     out: list[bool] = []
     for b, ex in enumerate(examples):
-        mine = [(d, s, e) for (x, d, s, e) in spans if x == b]
-        out.extend(positive_mask(ex, mine))
+        out.extend(positive_mask(ex, spans[bounds[b] : bounds[b + 1]]))
     return torch.tensor(out, dtype=torch.bool, device=hb.keep.device)
 
 
