@@ -9,9 +9,16 @@ from __future__ import annotations
 import copy
 import logging
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+
+from .skim import masked_mean
+
+if TYPE_CHECKING:
+    from .cache import SegmentStateCache
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +52,46 @@ def encode_rows(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_b
         out = encoder(input_ids=ids[chunk], attention_mask=mask[chunk].long(), use_cache=False)
         outs.append(out.last_hidden_state)
     return torch.cat(outs, 0)
+
+
+def pad_to(t: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:
+    """Right-pad [R, S] to [R, width] with ``value``."""
+    if t.shape[1] == width:
+        return t
+    return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), value)], 1)
+
+
+def encode_question_and_segments(
+    encoder: nn.Module,
+    q_ids: torch.Tensor,  # [B, Q]
+    q_mask: torch.Tensor,  # [B, Q] bool
+    ids: torch.Tensor,  # [N, S]
+    mask: torch.Tensor,  # [N, S] bool
+    lengths: torch.Tensor,  # [N]
+    max_batch_tokens: int,
+    cache: SegmentStateCache | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean question states [B, H] and segment states [N, S, H] from one batch of independent rows.
+
+    With a ``cache``, segments it holds are not encoded again and new ones are added to it."""
+    todo = torch.ones(ids.shape[0], dtype=torch.bool)
+    keys: list[bytes] = []
+    if cache is not None:
+        keys = cache.keys(ids, lengths)
+        todo = ~cache.lookup(keys)
+    todo_dev = todo.to(ids.device)
+    num = q_ids.shape[0]
+    width = max(ids.shape[1], q_ids.shape[1])
+    rows = torch.cat([pad_to(q_ids, width, 0), pad_to(ids[todo_dev], width, 0)])
+    rows_mask = torch.cat([pad_to(q_mask, width, False), pad_to(mask[todo_dev], width, False)])
+    states = encode_rows(encoder, rows, rows_mask, max_batch_tokens)
+    q_mean = masked_mean(states[:num], rows_mask[:num])
+    fresh = states[num:, : ids.shape[1]]  # [N_todo, S, H]
+    if cache is None:
+        return q_mean, fresh
+    hidden = fresh.new_zeros(ids.shape[0], ids.shape[1], fresh.shape[-1])
+    hidden[todo_dev] = fresh
+    if not bool(todo.all()):
+        hidden[~todo_dev] = cache.gather([k for k, t in zip(keys, todo.tolist()) if not t], ids.shape[1]).to(hidden)
+    cache.put([k for k, t in zip(keys, todo.tolist()) if t], fresh, lengths[todo])
+    return q_mean, hidden

@@ -17,11 +17,12 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import staged_dir
+from .cache import SegmentStateCache
 from .assemble import hybrid_context, left_pad, with_prompt
 from .backbone import builtin_name, fingerprint, load_backbone
 from .compressed import Answer, CompressedContext, Segment
 from .config import RAMConfig
-from .encoder import build_encoder, encode_rows
+from .encoder import build_encoder, encode_question_and_segments
 from .prompt import prompt_ids
 from .segment import InputError, SegmentedBatch, normalize_context, segment_batch
 from .select import select_segments
@@ -87,6 +88,7 @@ class RAMModel(nn.Module):
         self.decoder_trained: set[str] = set()  # decoder parameter names saved in the adapter
         self.lora: dict[str, dict] = {}  # part ("encoder" | "decoder") -> LoRA settings
         self.trained = False
+        self.segment_cache: SegmentStateCache | None = None
 
     def add_lora(self, part: str, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")) -> None:
         """Inject LoRA adapters (peft) into the encoder or the decoder, in place.
@@ -241,6 +243,24 @@ class RAMModel(nn.Module):
         enc = self.tokenizer(list(questions), add_special_tokens=False, padding=True, return_tensors="pt")
         return enc["input_ids"].to(self.device), enc["attention_mask"].bool().to(self.device)
 
+    def enable_segment_cache(self, max_tokens: int = 262_144) -> SegmentStateCache:
+        """Reuse segment encodings across questions (inference only; see :mod:`ram.cache`)."""
+        self.segment_cache = SegmentStateCache(max_tokens)
+        return self.segment_cache
+
+    def disable_segment_cache(self) -> None:
+        self.segment_cache = None
+
+    def _encode(
+        self, questions: Sequence[str], ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Question means [B, H] and segment states [N, S, H] (the cache is read only without gradients)."""
+        q_ids, q_mask = self._encode_question(questions)
+        cache = self.segment_cache if not torch.is_grad_enabled() else None
+        return encode_question_and_segments(
+            self.encoder, q_ids, q_mask, ids, mask, lengths, self.config.max_batch_tokens, cache
+        )
+
     def hybrid(
         self,
         contexts: Sequence[str | Sequence[str]],
@@ -273,13 +293,7 @@ class RAMModel(nn.Module):
             pass  # the caller chose the segments and skims are dropped: no encoder pass needed
         else:
             with _timed(timings, "encode"):
-                q_ids, q_mask = self._encode_question(questions)
-                width = max(ids.shape[1], q_ids.shape[1])
-                rows = torch.cat([_pad_to(q_ids, width, 0), _pad_to(ids, width, 0)])
-                rows_mask = torch.cat([_pad_to(q_mask, width, False), _pad_to(mask, width, False)])
-                states = encode_rows(self.encoder, rows, rows_mask, self.config.max_batch_tokens)
-                q_mean = masked_mean(states[:num], rows_mask[:num])
-                hidden = states[num:, : ids.shape[1]]
+                q_mean, hidden = self._encode(questions, ids, mask, seg.lengths)
                 s_mean = masked_mean(hidden, mask)
             with _timed(timings, "select"):
                 scores = torch.nn.functional.cosine_similarity(s_mean, q_mean[example], dim=-1)
@@ -425,9 +439,3 @@ class RAMModel(nn.Module):
         """Compress ``context`` for ``question`` and generate an answer."""
         return self.answer_batch([context], [question], ratio=ratio, keep_ratio=keep_ratio, max_new_tokens=max_new_tokens)[0]
 
-
-def _pad_to(t: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:
-    if t.shape[1] == width:
-        return t
-    pad = t.new_full((t.shape[0], width - t.shape[1]), value)
-    return torch.cat([t, pad], 1)

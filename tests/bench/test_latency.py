@@ -108,6 +108,29 @@ def test_hf_engine_rows():
     assert hf[0]["compile"] is False
 
 
+def test_cached_rows_select_the_same_and_encode_only_the_question():
+    from ram.bench.latency import make_subject, mode_label
+
+    subject = make_subject("tiny", torch.device("cpu"), torch.float32, encoder_layers=2)
+    calls: list[int] = []
+    inner = subject.encoder
+
+    class Counting(torch.nn.Module):
+        def forward(self, input_ids, **kwargs):
+            calls.append(int(input_ids.shape[0]))
+            return inner(input_ids=input_ids, **kwargs)
+
+    subject.encoder = Counting()
+    got = run_bench("tiny", [200], [2, 4], subject=subject, cached=True, **{**FAST, "encoder_layers": None})
+    assert [mode_label(r) for r in got] == ["full", "RAM 2x", "RAM 4x", "RAM 2x cached", "RAM 4x cached"]
+    for plain, cached in ((got[1], got[3]), (got[2], got[4])):
+        assert cached["kept_segments"] == plain["kept_segments"]
+        assert cached["decoder_input_tokens"] == plain["decoder_input_tokens"]
+    segments = got[1]["segments"]
+    # ram 2x, ram 4x: question + all segments; each cached ratio: one fill pass, then the question alone.
+    assert calls == [1 + segments, 1 + segments, 1 + segments, 1, 1 + segments, 1]
+
+
 def test_real_tokenizer_path_times_tokenization(tiny_llama_dir: Path, tmp_path: Path):
     from ram import RAMModel
 

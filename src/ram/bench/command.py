@@ -49,6 +49,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--bandwidth-gbs", type=float, default=None,
                    help="memory bandwidth for the decode bound (default: measured by a copy on cuda; none on cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
+    p.add_argument("--cached", action="store_true",
+                   help="also time RAM with segment encodings cached (documents encoded once, before the question)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
     p.add_argument("--out", required=True, help="output directory")
@@ -61,7 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .engine import ENGINES, release
     from .latency import check_settings, machine_info, make_subject, markdown_table, resolve_device, resolve_dtype
-    from .latency import measure_bandwidth, run_bench, write_json, write_report
+    from .latency import measure_bandwidth, mode_label, run_bench, write_json, write_report
 
     engines = list(dict.fromkeys(args.engine))
     for engine in engines:
@@ -100,14 +102,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "compile": compile_, "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup,
             "device": str(device), "dtype": str(dtype).replace("torch.", ""), "encoder_layers": subject.encoder_layers,
             "segment_tokens": subject.segment_tokens, "seed": args.seed, "model_build_s": subject.build_s,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "cached": bool(args.cached),
         }
         done: list[dict] = []
 
         def progress(row: dict, stem: str = stem, settings: dict = settings, done: list = done) -> None:
             done.append(row)
             write_json(out / f"{stem}.json", done, machine, {**settings, "complete": False})
-            ratio = "full" if row["mode"] == "full" else f"RAM {row['ratio']:g}x"
+            ratio = mode_label(row)
             print(f"[{engine}] L={row['context_tokens']} {ratio}: e2e {row['e2e_s']:.3f}s "
                   f"(prefill {row['prefill_s']:.3f}s, decode {row['decode_ms_per_token']:.1f} ms/token)",
                   file=sys.stderr, flush=True)
@@ -116,7 +118,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.shape, args.lengths, args.ratios, engine=engine, new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=args.warmup, device=device, dtype=dtype, encoder_layers=args.encoder_layers,
             segment_tokens=args.segment_tokens, compile=compile_, seed=args.seed, subject=subject, on_row=progress,
-            bandwidth_gbs=bandwidth,
+            bandwidth_gbs=bandwidth, cached=args.cached,
         )
         settings["wall_s"] = time.perf_counter() - start
         paths = write_report(out, stem, rows, machine, {**settings, "complete": True}, plot=args.plot)

@@ -5,7 +5,8 @@ architecture shapes need no tokenizer:
 
     tokenize        segment_batch + question/prompt tokenization (real tokenizer + text only;
                     0 for random shapes, whose ids are drawn before the clock starts)
-    encode          encoder over question + segment rows (ram.encoder.encode_rows), means
+    encode          encoder over question + segment rows (ram.encoder.encode_question_and_segments);
+                    with --cached only the question (segment states come from a SegmentStateCache)
     compress_other  cosine scores, exact-budget selection, skim pooling, hybrid assembly,
                     prompt wrapping and left padding (the full prompt: embedding + wrapping)
     prefill         decoder forward over the assembled inputs_embeds (first token)
@@ -36,7 +37,8 @@ from torch import nn
 
 from ..assemble import hybrid_context, left_pad, with_prompt
 from ..atomic import atomic_file
-from ..encoder import build_encoder, encode_rows
+from ..cache import SegmentStateCache
+from ..encoder import build_encoder, encode_question_and_segments
 from ..select import select_segments
 from ..skim import SkimPooler, masked_mean
 from .engine import ENGINES, generate
@@ -55,6 +57,16 @@ ROW_FIELDS = (
     "decode_vs_bound", "peak_mem_mb", "mem_kind", "beyond_window",
 )
 RANDOM_PREFIX, RANDOM_SUFFIX, RANDOM_QUESTION = 24, 16, 16  # prompt tokens around the context (chat-like)
+
+
+MODES = ("full", "ram", "ram-cached")
+
+
+def mode_label(row: dict) -> str:
+    """``full``, ``RAM 8x`` or ``RAM 8x cached`` (segment encodings reused, question encoded)."""
+    if row["mode"] == "full":
+        return "full"
+    return f"RAM {row['ratio']:g}x" + (" cached" if row["mode"] == "ram-cached" else "")
 
 
 # ---------------------------------------------------------------------------- validation
@@ -262,17 +274,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _pad_to(t: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:
-    if t.shape[1] == width:
-        return t
-    return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), value)], 1)
-
-
 @torch.inference_mode()
 def run_once(
     subject: Subject, prep: Prepared, mode: str, ratio: float | None, engine: str, new_tokens: int, compile: bool,
+    cache: SegmentStateCache | None = None,
 ) -> dict[str, Any]:
-    """One timed pass: (tokenize) -> (encode -> select/skim) -> assemble -> prefill -> decode."""
+    """One timed pass: (tokenize) -> (encode -> select/skim) -> assemble -> prefill -> decode.
+
+    ``ram-cached`` reads segment states from ``cache`` (filled by an earlier pass)."""
     device = subject.device
     decoder = subject.decoder
     embed = decoder.get_input_embeddings()
@@ -295,14 +304,11 @@ def run_once(
     num = ids.shape[0]
     example = torch.zeros(num, dtype=torch.long)
     example_dev = example.to(device)
-    if mode == "ram":
-        width = max(ids.shape[1], q_ids.shape[1])
+    if mode in ("ram", "ram-cached"):
         q_mask = torch.ones_like(q_ids, dtype=torch.bool)
-        rows = torch.cat([_pad_to(q_ids, width, 0), _pad_to(ids, width, 0)])
-        rows_mask = torch.cat([_pad_to(q_mask, width, False), _pad_to(mask, width, False)])
-        states = encode_rows(subject.encoder, rows, rows_mask, subject.max_batch_tokens)
-        q_mean = masked_mean(states[:1], rows_mask[:1])
-        hidden = states[1:, : ids.shape[1]]
+        q_mean, hidden = encode_question_and_segments(
+            subject.encoder, q_ids, q_mask, ids, mask, lengths, subject.max_batch_tokens, cache
+        )
         s_mean = masked_mean(hidden, mask)
         _sync(device)
         t2 = time.perf_counter()
@@ -411,12 +417,15 @@ def run_bench(
     seed: int = 0,
     subject: Subject | None = None,
     on_row: Callable[[dict], None] | None = None,
+    cached: bool = False,
 ) -> list[dict]:
     """Rows of stage timings: per length, ``full`` then ``ram`` at each ratio (see module doc).
 
     ``shape_or_model``: a name from :data:`SHAPES` (random weights, random ids), ``"default"``
     (the offline RAM model on real text from ``examples/demo.json`` or ``text``), or a RAMModel.
     ``subject`` reuses an already built one (e.g. to run several engines on one model).
+    ``cached`` adds ``ram-cached`` rows: segment encodings computed before the clock starts (a
+    RAG corpus encoded once), so only the question is encoded per query.
     ``bandwidth_gbs``: achievable memory bandwidth for the decode bound (``decode_bound_ms``
     = bytes a step reads / bandwidth); measured with a large copy on CUDA when not given,
     left out (None) on CPU unless given.
@@ -437,12 +446,18 @@ def run_bench(
     for length in sorted(lengths):
         prep = prepare(subject, length, generator)
         configs: list[tuple[str, float | None]] = [("full", None)] + [("ram", float(r)) for r in sorted(ratios)]
+        if cached:
+            configs += [("ram-cached", float(r)) for r in sorted(ratios)]
         length_rows = []
         for mode, ratio in configs:
+            cache = None
+            if mode == "ram-cached":  # documents encoded before the question arrives (outside the clock)
+                cache = SegmentStateCache(max_tokens=2 * length + 1024)
+                run_once(subject, prep, mode, ratio, engine, new_tokens, compile, cache)
             resettable = reset_peak_memory(dev)
             for _ in range(warmup):
-                run_once(subject, prep, mode, ratio, engine, new_tokens, compile)
-            runs = [run_once(subject, prep, mode, ratio, engine, new_tokens, compile) for _ in range(repeats)]
+                run_once(subject, prep, mode, ratio, engine, new_tokens, compile, cache)
+            runs = [run_once(subject, prep, mode, ratio, engine, new_tokens, compile, cache) for _ in range(repeats)]
             peak, kind = peak_memory_mb(dev)
             last = runs[-1]
             row: dict[str, Any] = {
@@ -603,7 +618,7 @@ def plot_latency(path: str | os.PathLike[str], rows: Sequence[dict], title: str 
         series: dict[str, list[tuple[int, float]]] = {}
         for r in rows:
             if r["engine"] == engine:
-                label = "full" if r["mode"] == "full" else f"RAM {r['ratio']:g}x"
+                label = mode_label(r)
                 series.setdefault(label, []).append((r["context_tokens"], r["e2e_s"]))
         for label, pts in sorted(series.items(), key=lambda kv: (kv[0] != "full", kv[0])):
             pts.sort()
@@ -637,7 +652,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
             "| decode ms/tok | vs bound | e2e s | speedup | peak MB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        mode = "full" if r["mode"] == "full" else f"RAM {r['ratio']:g}x"
+        mode = mode_label(r)
         peak = f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-"
         speed = f"{r['speedup_e2e']:.2f}x" if r.get("speedup_e2e") else "-"
         bound = f"{r['decode_vs_bound']:.2f}x" if r.get("decode_vs_bound") else "-"
