@@ -148,6 +148,23 @@ def test_full_and_gold_only(models: Models) -> None:
     no_gold = [Example(id="x", question=QUESTION, answers=["a"], documents=DOCS)]
     with pytest.raises(MethodUnavailable, match="gold_document"):
         METHODS["gold-only"](models).check(no_gold)
+    out_of_range = [Example(id="y", question=QUESTION, answers=["a"], documents=DOCS, meta={"gold_documents": [1, 9]})]
+    with pytest.raises(MethodUnavailable, match="gold_documents"):
+        METHODS["gold-only"](models).check(out_of_range)
+
+
+def test_gold_only_with_several_gold_documents(models: Models) -> None:
+    """HotpotQA marks two supporting paragraphs: both are read, in context order."""
+    two = [Example(id="h", question=QUESTION, answers=["Charles Darwin"], documents=DOCS,
+                   meta={"gold_documents": [3, 1]})]
+    one = [Example(id="h1", question=QUESTION, answers=["Charles Darwin"], documents=DOCS, meta={"gold_document": 1})]
+    method = METHODS["gold-only"](models)
+    assert method.contexts(two) == [[DOCS[1], DOCS[3]]]
+    both, single = method.run(two, None, 3)[0], method.run(one, None, 3)[0]
+    assert both.context_tokens > single.context_tokens
+    full = METHODS["full"](models).run(two, None, 3)[0]
+    assert len(both.kept_segments) < full.num_segments
+    assert set(single.kept_segments) < set(both.kept_segments)
 
 
 def test_full_truncates_to_the_window(tokenizer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

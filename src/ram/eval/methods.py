@@ -354,32 +354,47 @@ class Full(Method):
         return kept
 
 
+def gold_documents(example: Example) -> list[int] | None:
+    """Indices of the documents holding the answer evidence: ``meta["gold_document"]`` (NQ, DPR)
+    or ``meta["gold_documents"]`` (HotpotQA's supporting paragraphs); None when unknown or invalid."""
+    meta = example.meta
+    if isinstance(meta.get("gold_document"), int):
+        docs = [meta["gold_document"]]
+    elif isinstance(meta.get("gold_documents"), list) and meta["gold_documents"]:
+        docs = sorted(set(meta["gold_documents"]))
+    else:
+        return None
+    if not all(isinstance(d, int) and 0 <= d < len(example.documents) for d in docs):
+        return None
+    return docs
+
+
 class GoldOnly(Full):
-    """Only the gold document (``meta["gold_document"]``), as tokens."""
+    """Only the gold document(s), as tokens: the upper bound of any selection."""
 
     name = "gold-only"
-    description = "only the gold document as tokens"
+    description = "only the gold document(s) as tokens"
 
     def check(self, examples: Sequence[Example]) -> None:
-        missing = [e.id for e in examples if not isinstance(e.meta.get("gold_document"), int)
-                   or not 0 <= e.meta["gold_document"] < len(e.documents)]
+        missing = [e.id for e in examples if gold_documents(e) is None]
         if missing:
             raise MethodUnavailable(
-                f"gold-only needs meta['gold_document'] (a document index) on every example; "
-                f"{len(missing)} of {len(examples)} lack it (e.g. {', '.join(map(repr, missing[:3]))}). "
-                "NQ multi-document data (--docs K) and DPR files have it"
+                f"gold-only needs meta['gold_document'] or meta['gold_documents'] (document indices) on every "
+                f"example; {len(missing)} of {len(examples)} lack it (e.g. {', '.join(map(repr, missing[:3]))}). "
+                "NQ multi-document data (--docs K), DPR files and HotpotQA have it"
             )
 
     def contexts(self, examples: Sequence[Example]) -> list[list[str]]:
         self.check(examples)
-        return [[e.documents[e.meta["gold_document"]]] for e in examples]
+        return [[e.documents[d] for d in gold_documents(e) or []] for e in examples]
 
     def kept_in_full(self, examples: Sequence[Example], full_seg: SegmentedBatch,
                      kept: list[list[int]]) -> list[list[int]]:
         docs = _per_example(full_seg.document.tolist(), full_seg.example.tolist(), len(examples))
         out = []
         for e, row, mine in zip(examples, docs, kept):
-            gold = [i for i, d in enumerate(row) if d == e.meta["gold_document"]]
+            wanted = set(gold_documents(e) or [])
+            gold = [i for i, d in enumerate(row) if d in wanted]
             out.append([gold[i] for i in mine if i < len(gold)])
         return out
 
