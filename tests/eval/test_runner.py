@@ -210,3 +210,26 @@ def test_positive_recall_is_recorded(ram_dir: str, tmp_path: Path) -> None:
     assert 0.0 <= by_method["ram"]["positive_recall"] <= 1.0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {r["method"]: r["positive_recall_mean"] for r in summary}["full"] == 1.0
+
+
+def test_segment_cache_reuses_shared_documents_without_changing_results(ram_dir: str, tmp_path: Path) -> None:
+    """L-Eval style: many questions over one document; the cache must not change any answer."""
+    questions = ["Who wrote the origin of species?", "What is the capital of France?", "What does photosynthesis do?"]
+    examples = [Example(id=f"l{i}", question=q, answers=["x"], documents=list(DOCS)) for i, q in enumerate(questions)]
+    plain = run_eval(examples, ["ram"], [2.0], ram_dir, tmp_path / "plain", batch_size=1, max_new_tokens=3,
+                     progress=False)
+    models = methods_mod.Models(ram_dir, batch_size=1, segment_cache_mib=1.0)
+    cached = run_eval(examples, ["ram"], [2.0], ram_dir, tmp_path / "cached", batch_size=1, max_new_tokens=3,
+                      progress=False, models=models)
+    cache = models.ram.segment_cache
+    assert cache is not None and len(cache) == cache.misses > 0
+    assert cache.hits == 2 * cache.misses  # questions 2 and 3 encoded no segment
+    strip = lambda rows: [{k: v for k, v in r.items() if "latency" not in k} for r in rows]  # noqa: E731
+    assert strip(plain) == strip(cached)
+    keep = lambda d: [(r["id"], r["prediction"], r["kept_segments"]) for r in read_predictions(d / PREDICTIONS)]  # noqa: E731
+    assert keep(tmp_path / "plain") == keep(tmp_path / "cached")
+
+
+def test_negative_segment_cache_is_rejected() -> None:
+    with pytest.raises(ValueError, match="segment cache"):
+        methods_mod.Models("default", segment_cache_mib=-1)

@@ -44,6 +44,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--segment-cache-mib", type=float, default=512.0, metavar="MIB",
+                   help="memory for reusing segment encodings across examples that share documents "
+                        "(L-Eval: many instructions per document); 0 turns it off (default 512)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="result directory (created; reused to resume)")
     return p
@@ -57,6 +60,8 @@ def _load(args: argparse.Namespace) -> list[Any]:
         raise ValueError(f"data file {path} does not exist")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.segment_cache_mib < 0:
+        raise ValueError(f"--segment-cache-mib must be >= 0, got {args.segment_cache_mib:g}")
     if args.docs is not None:
         gold = parse_gold_position(args.gold_position or "random")
         return build_nq_multidoc(path, parse_docs_arg(args.docs), gold_position=gold, seed=args.seed,
@@ -114,7 +119,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = run_eval(examples, args.method, args.ratio, args.model, out, seed=args.seed, limit=args.limit,
                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                    progress=not args.no_progress, device=_device(args.device))
+                    progress=not args.no_progress, device=_device(args.device),
+                    segment_cache_mib=args.segment_cache_mib)
     print(f"summary: {out / SUMMARY_MD} ({len(examples)} examples; predictions in {out / 'predictions.jsonl'})")
     print(format_table(rows))
     return 0

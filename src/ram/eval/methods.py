@@ -117,7 +117,10 @@ class Models:
     lengths per (example id, ratio) that the text baselines must match."""
 
     def __init__(self, model_name: str = "default", device: str | torch.device = "cpu", seed: int = 0,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, segment_cache_mib: float = 0.0) -> None:
+        if segment_cache_mib < 0:
+            raise ValueError(f"segment cache size must be >= 0 MiB, got {segment_cache_mib}")
+        self.segment_cache_mib = segment_cache_mib
         self.model_name = str(model_name)
         self.device = device
         self.seed = seed
@@ -134,7 +137,17 @@ class Models:
             logger.info("loading RAM model %s", self.model_name)
             self._ram = RAMModel.from_pretrained(self.model_name, device=self.device)
             self._ram.eval()
+            self._cache(self._ram)
         return self._ram
+
+    def _cache(self, model: RAMModel) -> None:
+        """Reuse segment encodings across examples that share documents (e.g. L-Eval's many
+        instructions over one long document), within ``segment_cache_mib``."""
+        if self.segment_cache_mib <= 0:
+            return
+        param = next(model.encoder.parameters())
+        per_token = model.decoder.config.hidden_size * param.element_size()
+        model.enable_segment_cache(max(1, int(self.segment_cache_mib * 2**20 / per_token)))
 
     @property
     def untrained(self) -> RAMModel:
@@ -147,6 +160,7 @@ class Models:
                 self._untrained = RAMModel.from_backbone(ram.config.backbone, config=ram.config,
                                                          device=self.device)
             self._untrained.eval()
+            self._cache(self._untrained)
         return self._untrained
 
     @property

@@ -220,12 +220,14 @@ def run_eval(
     *,
     device: str = "cpu",
     models: Models | None = None,
+    segment_cache_mib: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Evaluate ``methods`` (x ``ratios`` for methods with a ratio) on ``examples``; return
     the summary rows (also written to ``out_dir``). Resumes from ``out_dir/predictions.jsonl``.
 
     Methods that cannot run on these examples (e.g. ``gold-only`` without gold documents) are
     skipped with an error in the log; if every method is skipped, ``MethodUnavailable``.
+    ``segment_cache_mib`` > 0 reuses segment encodings across examples sharing documents.
     """
     examples = list(examples)[: limit if limit is not None and limit >= 0 else None]
     methods = list(methods)
@@ -247,7 +249,8 @@ def run_eval(
     _check_run_settings(out_dir, {"model": model_key, "seed": seed, "max_new_tokens": max_new_tokens},
                         resuming=bool(records))
 
-    models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size)
+    models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size,
+                              segment_cache_mib=segment_cache_mib)
     instances: dict[str, Method] = {}
     skipped: dict[str, str] = {}
     for name in methods:
