@@ -233,3 +233,16 @@ def test_segment_cache_reuses_shared_documents_without_changing_results(ram_dir:
 def test_negative_segment_cache_is_rejected() -> None:
     with pytest.raises(ValueError, match="segment cache"):
         methods_mod.Models("default", segment_cache_mib=-1)
+
+
+def test_gold_only_positive_recall_is_measured_on_the_whole_context(ram_dir: str, tmp_path: Path) -> None:
+    """gold-only keeps every segment of the gold document: all answer-bearing segments are read."""
+    examples = make_examples(3)  # the gold document sits at positions 1, 0 and 2
+    run_eval(examples, ["gold-only", "full"], [], ram_dir, tmp_path / "g", batch_size=2, max_new_tokens=2,
+             progress=False)
+    records = read_predictions(tmp_path / "g" / PREDICTIONS)
+    assert {r["method"] for r in records} == {"gold-only", "full"}
+    assert [r["positive_recall"] for r in records] == [1.0] * 6
+    gold = [r for r in records if r["method"] == "gold-only"]
+    full = {r["id"]: r for r in records if r["method"] == "full"}
+    assert all(len(r["kept_segments"]) < len(full[r["id"]]["kept_segments"]) for r in gold)

@@ -223,11 +223,13 @@ def _outputs_from_hybrid(
     num_segments: Sequence[int] | None = None,
     truncated: Sequence[bool] | None = None,
     targets: Sequence[int] | None = None,
+    whole: SegmentedBatch | None = None,
 ) -> list[MethodOutput]:
     """Generate from a hybrid batch and describe each example.
 
     ``unused``: keys of ``hb.timings`` spent only because of the API (an encoder pass a
-    baseline does not need, a second segmentation) and not counted as latency.
+    baseline does not need, a second segmentation) and not counted as latency. ``whole``: the
+    segmentation of the whole context when ``hb`` read only part of it (``kept`` indexes it).
     """
     with torch.inference_mode():
         texts = model.generate(hb.prompts, max_new_tokens)
@@ -237,7 +239,7 @@ def _outputs_from_hybrid(
     original = list(original) if original is not None else hb.segments.original_tokens().tolist()
     kept = list(kept) if kept is not None else _kept_indices(hb.keep, hb.segments.example, num)
     counts = list(num_segments) if num_segments is not None else hb.segments.segments_per_example().tolist()
-    seg = hb.segments
+    seg = whole if whole is not None else hb.segments
     spans = _per_example(list(zip(seg.document.tolist(), seg.start.tolist(), seg.end.tolist())), seg.example.tolist(), num)
     outs = []
     for b, text in enumerate(texts):
@@ -360,7 +362,7 @@ class Full(Method):
             unused = ("segment",)
         kept = self.kept_in_full(examples, full_seg, _kept_indices(keep, seg.example, len(examples)))
         return _outputs_from_hybrid(model, hb, max_new_tokens, started, unused, original=original, kept=kept,
-                                    num_segments=counts, truncated=truncated)
+                                    num_segments=counts, truncated=truncated, whole=full_seg)
 
     def kept_in_full(self, examples: Sequence[Example], full_seg: SegmentedBatch,
                      kept: list[list[int]]) -> list[list[int]]:
