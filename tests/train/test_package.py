@@ -33,7 +33,11 @@ def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     (eval_dir / "summary.json").write_text(json.dumps([
         {"method": "ram", "ratio": 8.0, "n": 200, "accuracy": 0.25, "accuracy_ci": [0.2, 0.3],
          "positive_recall_mean": 0.8, "achieved_ratio_mean": 8.0, "context_tokens_mean": 317}]))
-    out = package(second, tmp_path / "pkg", [eval_dir])
+    other = tmp_path / "base"
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps([
+        {"method": m, "ratio": None, "n": 200, "accuracy": 0.1, "accuracy_ci": [0.05, 0.15]} for m in ("full", "ram")]))
+    out = package(second, tmp_path / "pkg", [eval_dir, f"{other}=full,closed-book"])
     assert (out / "adapter.safetensors").read_bytes() == b"s2"  # the last stage's weights
     assert (out / "training_curves.png").stat().st_size > 1000
     card = (out / "MODEL_CARD.md").read_text()
@@ -42,6 +46,7 @@ def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     assert "stage 2 (`" in card and "decoder lora (rank 16" in card and "20 steps" in card
     assert "6.0 min of steps in all" in card
     assert "| ev | ram | 8x | 200 | 0.250 [0.200, 0.300] | 0.800 |" in card
+    assert "| base | full | — | 200 | 0.100" in card and "| base | ram |" not in card  # filtered
 
 
 def test_single_stage_and_missing_final(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

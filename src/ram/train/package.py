@@ -68,12 +68,22 @@ def plot_curves(steps: list[dict[str, Any]], path: Path, window: int = 25) -> No
     fig.savefig(path, dpi=110)
 
 
-def eval_table(eval_dirs: list[Path]) -> str:
+def parse_eval_arg(arg: str) -> tuple[Path, set[str] | None]:
+    """``DIR`` (every row) or ``DIR=METHOD,METHOD`` (only those methods' rows)."""
+    path, _, methods = arg.partition("=")
+    wanted = {m.strip() for m in methods.split(",") if m.strip()} or None
+    return Path(path), wanted
+
+
+def eval_table(eval_dirs: list[Path | str]) -> str:
     lines = ["| data | method | ratio | n | substring acc. [95% CI] | positive recall | achieved ratio | context positions |",
              "|---|---|---|---|---|---|---|---|"]
-    for d in eval_dirs:
+    for arg in eval_dirs:
+        d, wanted = parse_eval_arg(str(arg))
         summary = json.loads((d / "summary.json").read_text())
         for row in summary:
+            if wanted is not None and row["method"] not in wanted:
+                continue
             ci = row.get("accuracy_ci") or [float("nan"), float("nan")]
             ratio = "—" if row.get("ratio") is None else f"{row['ratio']:g}x"
             recall = row.get("positive_recall_mean")
@@ -104,7 +114,7 @@ def _what_trains(cfg: dict[str, Any]) -> str:
     return f"encoder {encoder}, decoder {decoder}, projector and skim temperature"
 
 
-def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
+def write_card(run: Path, target: Path, eval_dirs: list[Path | str]) -> str:
     chain = stages(run)
     cfgs = [json.loads((r / "train_config.json").read_text()) for r in chain]
     metrics = [read_metrics(r) for r in chain]
@@ -147,11 +157,13 @@ def write_card(run: Path, target: Path, eval_dirs: list[Path]) -> str:
         parts.append("")
     if eval_dirs:
         parts += ["## Dev metrics (questions never trained on)", "", eval_table(eval_dirs), "",
+                  "Only `ram`, `ram-all-skim` and `ram-close-only` use this adapter; the other rows are "
+                  "baselines on the plain backbone (`ram-untrained`: the same encoder layers, untrained). "
                   "Made by the `ram eval` commands recorded in `docs/results.md`."]
     return "\n".join(parts) + "\n"
 
 
-def package(run: Path, target: Path, eval_dirs: list[Path]) -> Path:
+def package(run: Path, target: Path, eval_dirs: list[Path | str]) -> Path:
     final = run / "final"
     if not (final / "ram_config.json").is_file():
         raise ValueError(f"{run} has no finished model (expected {final}/ram_config.json)")
@@ -171,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ram.train.package", description=__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument("--to", type=Path, required=True)
-    parser.add_argument("--eval", type=Path, nargs="*", default=[])
+    parser.add_argument("--eval", nargs="*", default=[], metavar="DIR[=METHOD,...]",
+                        help="ram eval output folders for the card's table; =METHODS keeps only those rows")
     args = parser.parse_args(argv)
     try:
         out = package(args.run, args.to, args.eval)
