@@ -27,7 +27,9 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
 
-# Reproduces the shipped adapter: trains on the shared NQ data, then packages runs/default/final.
+# Reproduces the shipped adapter on the shared NQ data: stage 1 (encoder + projector, decoder frozen),
+# stage 2 (adds decoder LoRA, starts from stage 1), then packages runs/default-decoder/final.
 train-default: $(STAMP)
 	$(BIN)/ram -v train --config configs/train-default.yaml
-	$(BIN)/python -m ram.train.package runs/default --to src/ram/adapters/default
+	$(BIN)/ram -v train --config configs/train-default-decoder.yaml
+	$(BIN)/python -m ram.train.package runs/default-decoder --to src/ram/adapters/default
