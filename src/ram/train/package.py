@@ -44,7 +44,8 @@ def read_metrics(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     return steps, evals
 
 
-def plot_curves(steps: list[dict[str, Any]], path: Path, window: int = 25) -> None:
+def plot_curves(steps: list[dict[str, Any]], path: Path, window: int = 25, stage_starts: list[int] = ()) -> None:
+    """NLL, contrastive loss and train positive recall per step; dashed lines where a stage begins."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -61,6 +62,8 @@ def plot_curves(steps: list[dict[str, Any]], path: Path, window: int = 25) -> No
                 np.convolve((~np.isnan(y)).astype(float), kernel, mode="valid"), 1e-9)
             ax.plot(x[window - 1 :], valid, lw=1.8, label=f"mean of {window}")
             ax.legend(fontsize=7)
+        for start in stage_starts:
+            ax.axvline(start, color="gray", ls="--", lw=0.9)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -171,10 +174,13 @@ def package(run: Path, target: Path, eval_dirs: list[Path | str]) -> Path:
         for name in ("ram_config.json", "adapter.safetensors"):
             shutil.copy2(final / name, stage / name)
         steps: list[dict[str, Any]] = []
+        starts: list[int] = []
         for r in stages(run):  # stages drawn one after the other
             offset = steps[-1]["step"] if steps else 0
+            if steps:
+                starts.append(offset)
             steps += [{**row, "step": row["step"] + offset} for row in read_metrics(r)[0]]
-        plot_curves(steps, stage / "training_curves.png")
+        plot_curves(steps, stage / "training_curves.png", stage_starts=starts)
         (stage / "MODEL_CARD.md").write_text(write_card(run, target, eval_dirs))
     return target
 
