@@ -76,9 +76,12 @@ def check_question(question: str) -> str:
 
 
 def load_model(name: str) -> Any:
+    """Load for inference: eval mode, LoRA folded into the weights (no extra matmuls per layer)."""
     from .model import RAMModel
 
-    return RAMModel.from_pretrained(name)
+    model = RAMModel.from_pretrained(name).eval()
+    model.merge_lora()
+    return model
 
 
 # ---------------------------------------------------------------------------- commands

@@ -107,6 +107,27 @@ class RAMModel(nn.Module):
         module.to(self.device)
         self.lora[part] = settings
 
+    def merge_lora(self) -> None:
+        """Fold LoRA adapters into the weights they wrap, for faster inference (no extra matmuls).
+
+        Merged decoder weights count as trained tensors, so ``save_pretrained`` still writes a
+        correct adapter (larger: whole q/k/v/o matrices instead of low-rank factors)."""
+        from peft.tuners.lora import LoraLayer
+
+        for part in list(self.lora):
+            module = getattr(self, part)
+            targets = [(name, m) for name, m in module.named_modules() if isinstance(m, LoraLayer)]
+            for name, layer in targets:
+                layer.merge()
+                parent_name, _, child = name.rpartition(".")
+                parent = module.get_submodule(parent_name) if parent_name else module
+                setattr(parent, child, layer.get_base_layer())
+            if part == "decoder":
+                merged = {f"{name}.weight" for name, _ in targets}
+                self.decoder_trained = {n for n in self.decoder_trained if "lora_" not in n} | merged
+            del self.lora[part]
+            logger.info("merged %d LoRA layers into the %s", len(targets), part)
+
     # ------------------------------------------------------------------ construction / io
     @classmethod
     def from_backbone(

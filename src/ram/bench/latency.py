@@ -209,6 +209,7 @@ def make_subject(
 
         model = RAMModel.from_pretrained("default", dtype=dtype, device=device)
         model.eval()
+        model.merge_lora()  # inference deployment: the full prompt and RAM run on the same plain-speed decoder
         return _from_ram_model(model, "default", encoder_layers, segment_tokens, text, time.perf_counter() - start)
     config = shape_config(shape_or_model)
     layers = 8 if encoder_layers is None else encoder_layers
