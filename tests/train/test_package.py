@@ -36,7 +36,9 @@ def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     other = tmp_path / "base"
     other.mkdir()
     (other / "summary.json").write_text(json.dumps([
-        {"method": m, "ratio": None, "n": 200, "accuracy": 0.1, "accuracy_ci": [0.05, 0.15]} for m in ("full", "ram")]))
+        {"method": m, "ratio": None, "n": 200, "accuracy": 0.1, "accuracy_ci": [0.05, 0.15]} for m in ("full", "ram")]
+        + [{"method": "closed-book", "ratio": None, "n": 200, "accuracy": 0.03, "accuracy_ci": [0.01, 0.06],
+            "positive_recall_mean": None, "achieved_ratio_mean": None, "context_tokens_mean": 0.0}]))
     out = package(second, tmp_path / "pkg", [eval_dir, f"{other}=full,closed-book"])
     assert (out / "adapter.safetensors").read_bytes() == b"s2"  # the last stage's weights
     assert (out / "training_curves.png").stat().st_size > 1000
@@ -47,6 +49,7 @@ def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     assert "6.0 min of steps in all" in card
     assert "| ev | ram | 8x | 200 | 0.250 [0.200, 0.300] | 0.800 |" in card
     assert "| base | full | — | 200 | 0.100" in card and "| base | ram |" not in card  # filtered
+    assert "| base | closed-book | — | 200 | 0.030 [0.010, 0.060] | — | — | 0 |" in card  # no ratio, no recall
 
 
 def test_single_stage_and_missing_final(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,6 +78,11 @@ def parse_eval_arg(arg: str) -> tuple[Path, set[str] | None]:
     return Path(path), wanted
 
 
+def _num(value: float | None, spec: str) -> str:
+    """A number, or a dash where a method has none (closed-book has no achieved ratio)."""
+    return "—" if value is None else format(value, spec)
+
+
 def eval_table(eval_dirs: list[Path | str]) -> str:
     lines = ["| data | method | ratio | n | substring acc. [95% CI] | positive recall | achieved ratio | context positions |",
              "|---|---|---|---|---|---|---|---|"]
@@ -89,11 +94,10 @@ def eval_table(eval_dirs: list[Path | str]) -> str:
                 continue
             ci = row.get("accuracy_ci") or [float("nan"), float("nan")]
             ratio = "—" if row.get("ratio") is None else f"{row['ratio']:g}x"
-            recall = row.get("positive_recall_mean")
             lines.append(
                 f"| {d.name} | {row['method']} | {ratio} | {row['n']} | {row['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
-                f"{'—' if recall is None else f'{recall:.3f}'} | {row.get('achieved_ratio_mean', float('nan')):.2f} | "
-                f"{row.get('context_tokens_mean', float('nan')):.0f} |"
+                f"{_num(row.get('positive_recall_mean'), '.3f')} | {_num(row.get('achieved_ratio_mean'), '.2f')} | "
+                f"{_num(row.get('context_tokens_mean'), '.0f')} |"
             )
     return "\n".join(lines)
 
@@ -152,7 +156,7 @@ def write_card(run: Path, target: Path, eval_dirs: list[Path | str]) -> str:
         "![training curves](training_curves.png)",
         "",
     ]
-    evals = [(i, e) for i, m in enumerate(metrics) for e in m[1]]
+    evals = list({(i, e["step"]): (i, e) for i, m in enumerate(metrics) for e in m[1]}.values())  # last per step
     if evals:
         parts += ["Periodic dev checks during training (small fixed slice, selection only):", ""]
         parts += [f"- stage {i + 1}, step {e['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in e["eval"].items())
