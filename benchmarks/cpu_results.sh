@@ -15,6 +15,8 @@ LEVAL=(--data ../shared/data/leval/natural_question.jsonl --format leval --limit
 
 # 1. NQ, 20 documents (~2.6k tokens), 200 dev questions never trained on: the shipped adapter
 "$RAM" eval "${NQ[@]}" --model default --method ram --ratio 4 8 --out "$OUT/eval-nq20-dev-v2"
+"$RAM" eval "${NQ[@]}" --model default --method ram-close-only --ratio 8 --out "$OUT/eval-nq20-dev-v2"
+"$RAM" eval "${NQ[@]}" --model default --method ram-all-skim --out "$OUT/eval-nq20-dev-v2"
 # 2. baselines on the same questions (none of them uses the adapter)
 BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 "$RAM" eval "${BASE[@]}" --method full closed-book gold-only
