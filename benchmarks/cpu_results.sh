@@ -25,10 +25,11 @@ BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 
 # 3. HotpotQA distractor, first 100 dev questions
 "$RAM" eval "${HOTPOT[@]}" --method ram bm25 --ratio 4 8
-"$RAM" eval "${HOTPOT[@]}" --method closed-book gold-only
+"$RAM" eval "${HOTPOT[@]}" --method closed-book gold-only full
 
 # 4. L-Eval natural_question: 35k-45k-token documents, beyond SmolLM2's 8k window
 "$RAM" eval "${LEVAL[@]}" --method ram --ratio 8 16 32
+"$RAM" eval "${LEVAL[@]}" --method full --limit 4     # 8k-token prefills: slow on CPU
 
 # 5. CPU latency of the default model: full prompt vs RAM, stage by stage (run on an idle machine)
 "$RAM" bench --shape default --lengths 1024 2048 4096 --ratios 8 32 --engine hf --new-tokens 16 \

@@ -16,6 +16,8 @@ import logging
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +67,8 @@ class SegmentStateCache:
 
     def gather(self, keys: list[bytes], width: int) -> torch.Tensor:
         """[M, width, H] states of cached ``keys``, zero beyond each segment's length."""
-        states = [self._entries[k] for k in keys]
-        out = states[0].new_zeros(len(states), width, states[0].shape[-1])
-        for i, s in enumerate(states):
-            out[i, : s.shape[0]] = s
-        return out
+        padded = pad_sequence([self._entries[k] for k in keys], batch_first=True)  # [M, max len, H]
+        return F.pad(padded, (0, 0, 0, width - padded.shape[1]))
 
     def put(self, keys: list[bytes], states: torch.Tensor, lengths: torch.Tensor) -> None:
         """Store [M, S, H] ``states`` (trimmed to ``lengths``) under ``keys``; evict to the bound."""

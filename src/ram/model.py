@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .atomic import staged_dir
-from .cache import SegmentStateCache
 from .assemble import hybrid_context, left_pad, with_prompt
+from .atomic import staged_dir
 from .backbone import builtin_name, fingerprint, load_backbone
+from .cache import SegmentStateCache
 from .compressed import Answer, CompressedContext, Segment
 from .config import RAMConfig
 from .encoder import build_encoder, encode_question_and_segments

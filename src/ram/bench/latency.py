@@ -59,9 +59,6 @@ ROW_FIELDS = (
 RANDOM_PREFIX, RANDOM_SUFFIX, RANDOM_QUESTION = 24, 16, 16  # prompt tokens around the context (chat-like)
 
 
-MODES = ("full", "ram", "ram-cached")
-
-
 def mode_label(row: dict) -> str:
     """``full``, ``RAM 8x`` or ``RAM 8x cached`` (segment encodings reused, question encoded)."""
     if row["mode"] == "full":

@@ -121,7 +121,7 @@ def _what_trains(cfg: dict[str, Any]) -> str:
     return f"encoder {encoder}, decoder {decoder}, projector and skim temperature"
 
 
-def write_card(run: Path, target: Path, eval_dirs: list[Path | str]) -> str:
+def write_card(run: Path, eval_dirs: list[Path | str]) -> str:
     chain = stages(run)
     cfgs = [json.loads((r / "train_config.json").read_text()) for r in chain]
     metrics = [read_metrics(r) for r in chain]
@@ -185,7 +185,7 @@ def package(run: Path, target: Path, eval_dirs: list[Path | str]) -> Path:
                 starts.append(offset)
             steps += [{**row, "step": row["step"] + offset} for row in read_metrics(r)[0]]
         plot_curves(steps, stage / "training_curves.png", stage_starts=starts)
-        (stage / "MODEL_CARD.md").write_text(write_card(run, target, eval_dirs))
+        (stage / "MODEL_CARD.md").write_text(write_card(run, eval_dirs))
     return target
 
 
