@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -97,15 +98,23 @@ def test_one_new_token(spread_model):
     assert ta["decode_ms_per_token"] == tb["decode_ms_per_token"] == 0.0
 
 
-def test_packed_gqa_step_matches_sdpa(spread_model):
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "none"])
+def test_one_token_step_matches_sdpa(spread_model, kv_heads, mask_kind):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     attn = spread_model.model.layers[0].self_attn
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(kv_heads)
     query = torch.randn(2, 4, 1, 16, generator=gen)
-    key, value = torch.randn(2, 2, 11, 16, generator=gen), torch.randn(2, 2, 11, 16, generator=gen)
+    key, value = torch.randn(2, kv_heads, 11, 16, generator=gen), torch.randn(2, kv_heads, 11, 16, generator=gen)
     mask = torch.rand(2, 1, 1, 11, generator=gen) > 0.3
     mask[:, ..., -1] = True
+    if mask_kind == "float":
+        mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    elif mask_kind == "none":
+        mask = None
+    attn = copy.copy(attn)  # the fixture's module stays as it is
+    attn.num_key_value_groups = 4 // kv_heads  # what sdpa_attention_forward's repeat_kv reads
     ours, _ = _fast_attention(attn, query, key, value, mask, scaling=0.25)
     ref, _ = sdpa_attention_forward(attn, query, key, value, mask, scaling=0.25)
     assert ours.shape == ref.shape == (2, 1, 4, 16)

@@ -183,6 +183,26 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["bench", *argv])
 
 
+def test_compile_encoder_wraps_the_encoder_once(monkeypatch, tmp_path: Path, capsys):
+    compiled: list[dict] = []
+
+    def fake_compile(module, **kwargs):
+        compiled.append(kwargs)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "bench"
+    args = _args("--shape", "tiny", "--lengths", "100", "--ratios", "4", "--engine", "hf", "fast", "--no-compile",
+                 "--new-tokens", "2", "--repeats", "1", "--warmup", "0", "--encoder-layers", "1", "--no-plot",
+                 "--compile-encoder", "--out", str(out))
+    assert cmd_bench(args) == 0
+    assert compiled == [{"dynamic": True}]  # one subject, two engines: compiled once
+    data = json.loads((out / "tiny-cpu-hf-cenc.json").read_text())
+    assert data["settings"]["compile_encoder"] is True
+    assert [r["encoder_compiled"] for r in data["rows"]] == [False, True]  # the full prompt has no encoder
+    assert "| RAM 4x (compiled encoder) |" in capsys.readouterr().out
+
+
 def test_cmd_bench_writes_one_report_per_engine(tmp_path: Path, capsys):
     out = tmp_path / "bench"
     args = _args("--shape", "tiny", "--lengths", "100", "--ratios", "4", "--engine", "hf", "fast", "--no-compile",

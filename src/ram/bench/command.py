@@ -49,6 +49,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--bandwidth-gbs", type=float, default=None,
                    help="memory bandwidth for the decode bound (default: measured by a copy on cuda; none on cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
+    p.add_argument("--compile-encoder", action="store_true",
+                   help="run RAM's encoder through torch.compile (the warm-ups absorb the compile; fastest on GPU)")
     p.add_argument("--cached", action="store_true",
                    help="also time RAM with segment encodings cached (documents encoded once, before the question)")
     p.add_argument("--seed", type=int, default=0)
@@ -97,12 +99,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for engine in engines:
         compile_ = bool(args.compile) and engine == "fast"
         stem = f"{args.shape}-{device.type}-{engine}{'' if compile_ or engine != 'fast' else '-eager'}"
+        stem += "-cenc" if args.compile_encoder else ""
         settings = {
             "shape": args.shape, "lengths": args.lengths, "ratios": args.ratios, "engine": engine,
             "compile": compile_, "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup,
             "device": str(device), "dtype": str(dtype).replace("torch.", ""), "encoder_layers": subject.encoder_layers,
             "segment_tokens": subject.segment_tokens, "seed": args.seed, "model_build_s": subject.build_s,
             "threads": torch.get_num_threads(), "cached": bool(args.cached),
+            "compile_encoder": bool(args.compile_encoder),
         }
         done: list[dict] = []
 
@@ -118,7 +122,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.shape, args.lengths, args.ratios, engine=engine, new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=args.warmup, device=device, dtype=dtype, encoder_layers=args.encoder_layers,
             segment_tokens=args.segment_tokens, compile=compile_, seed=args.seed, subject=subject, on_row=progress,
-            bandwidth_gbs=bandwidth, cached=args.cached,
+            bandwidth_gbs=bandwidth, cached=args.cached, compile_encoder=args.compile_encoder,
         )
         settings["wall_s"] = time.perf_counter() - start
         paths = write_report(out, stem, rows, machine, {**settings, "complete": True}, plot=args.plot)

@@ -54,7 +54,7 @@ ROW_FIELDS = (
     "kept_segments", "context_positions", "decoder_input_tokens", "achieved_ratio", "new_tokens", "repeats",
     "warmup", "tokenize_s", "encode_s", "compress_other_s", "compress_s", "prefill_s", "decode_s",
     "decode_ms_per_token", "e2e_s", "e2e_runs_s", "speedup_e2e", "decode_bytes_per_token", "decode_bound_ms",
-    "decode_vs_bound", "peak_mem_mb", "mem_kind", "beyond_window",
+    "decode_vs_bound", "peak_mem_mb", "mem_kind", "beyond_window", "encoder_compiled",
 )
 RANDOM_PREFIX, RANDOM_SUFFIX, RANDOM_QUESTION = 24, 16, 16  # prompt tokens around the context (chat-like)
 
@@ -63,7 +63,8 @@ def mode_label(row: dict) -> str:
     """``full``, ``RAM 8x`` or ``RAM 8x cached`` (segment encodings reused, question encoded)."""
     if row["mode"] == "full":
         return "full"
-    return f"RAM {row['ratio']:g}x" + (" cached" if row["mode"] == "ram-cached" else "")
+    label = f"RAM {row['ratio']:g}x" + (" cached" if row["mode"] == "ram-cached" else "")
+    return label + (" (compiled encoder)" if row.get("encoder_compiled") else "")
 
 
 # ---------------------------------------------------------------------------- validation
@@ -139,6 +140,7 @@ class Subject:
     question: str | None = None
     build_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    encoder_compiled: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -416,6 +418,7 @@ def run_bench(
     subject: Subject | None = None,
     on_row: Callable[[dict], None] | None = None,
     cached: bool = False,
+    compile_encoder: bool = False,
 ) -> list[dict]:
     """Rows of stage timings: per length, ``full`` then ``ram`` at each ratio (see module doc).
 
@@ -427,6 +430,8 @@ def run_bench(
     ``bandwidth_gbs``: achievable memory bandwidth for the decode bound (``decode_bound_ms``
     = bytes a step reads / bandwidth); measured with a large copy on CUDA when not given,
     left out (None) on CPU unless given.
+    ``compile_encoder`` runs RAM's encoder through ``torch.compile`` (dynamic shapes; the
+    warm-ups absorb the compile), as :meth:`ram.RAMModel.compile_encoder` does.
     """
     name = shape_or_model if isinstance(shape_or_model, str) else None
     check_settings(name, lengths, ratios, engine, new_tokens, repeats, warmup, segment_tokens)
@@ -437,6 +442,9 @@ def run_bench(
     dev, dt = subject.device, subject.dtype
     check_settings(name, lengths, ratios, engine, new_tokens, repeats, warmup, subject.segment_tokens)
     window = getattr(subject.decoder.config, "max_position_embeddings", None)
+    if compile_encoder and not subject.encoder_compiled:
+        subject.encoder = torch.compile(subject.encoder, dynamic=True)
+        subject.encoder_compiled = True
     if bandwidth_gbs is None and dev.type == "cuda":
         bandwidth_gbs = measure_bandwidth(dev)
     generator = torch.Generator().manual_seed(seed)
@@ -466,6 +474,7 @@ def run_bench(
                 "decoder_input_tokens": last["decoder_input_tokens"],
                 "achieved_ratio": last["context_tokens"] / max(1, last["context_positions"]),
                 "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
+                "encoder_compiled": bool(subject.encoder_compiled and mode != "full"),
             }
             for key in ("tokenize_s", "encode_s", "compress_other_s", "prefill_s", "decode_s", "decode_ms_per_token", "e2e_s"):
                 row[key] = statistics.median(r[key] for r in runs)
