@@ -11,7 +11,7 @@
 # the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
-#   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast.{json,md}  main sweep
+#   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast-cenc.{json,md}  main sweep
 #   summary.txt                                               GPU, versions, step log, failures
 #   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
 set -euo pipefail
@@ -102,9 +102,10 @@ PY
 # 1. hf engine (transformers generate): the reference, most likely to work.
 step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --lengths $LENGTHS \
   --repeats 3 --warmup 1 --out "$WORK/main"
-# 2. fast engine: compiles twice (first and second cache length), CUDA graphs per length. The
+# 2. fast engine, RAM's encoder compiled too (RAM_BENCH_FAST_EXTRA="" for the eager encoder):
+#    compiles twice (first and second cache length), CUDA graphs per length. The
 #    long length runs last in the same process (no second compile); its rows land in the same JSON.
-step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast --lengths $LENGTHS $LONG \
+step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths $LENGTHS $LONG \
   --repeats 3 --warmup 1 --out "$WORK/main"
 # 3. hf at the long length, only if time is left.
 if [ -n "$LONG" ]; then
