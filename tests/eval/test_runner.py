@@ -23,7 +23,7 @@ DOCS = [
 ]
 SUMMARY_KEYS = {"method", "ratio", "n", "accuracy", "accuracy_ci", "em", "f1", "f1_first", "rouge_l",
                 "achieved_ratio_mean", "context_tokens_mean", "latency_s_mean", "truncated_share"}
-RECORD_KEYS = {"method", "ratio", "id", "question", "answers", "prediction", "accuracy", "em", "f1", "f1_first",
+RECORD_KEYS = {"method", "ratio", "id", "question", "context_sha1", "answers", "prediction", "accuracy", "em", "f1", "f1_first",
                "rouge_l", "context_tokens", "original_tokens", "achieved_ratio", "kept_segments", "truncated",
                "latency_s", "gold_position"}
 
@@ -119,6 +119,48 @@ def test_resume_refuses_other_settings(ram_dir: str, tmp_path: Path) -> None:
     run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False)
     with pytest.raises(ValueError, match="max_new_tokens"):
         run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=4, progress=False)
+
+
+def test_resume_refuses_another_context_under_the_same_id(ram_dir: str, tmp_path: Path) -> None:
+    examples = make_examples(1)
+    run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False)
+    fewer = [Example(id=e.id, question=e.question, answers=e.answers, documents=e.documents[:2]) for e in examples]
+    with pytest.raises(ValueError, match="another context"):
+        run_eval(fewer, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False)
+
+
+def test_ram_lengths_are_kept_for_later_runs(ram_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = make_examples(2)
+    models = methods_mod.Models(ram_dir)
+    run_eval(examples, ["bm25"], [2.0], ram_dir, tmp_path, max_new_tokens=3, progress=False, models=models)
+    stored = json.loads((tmp_path / "ram_lengths.json").read_text())
+    assert stored["model"] == str(Path(ram_dir).resolve())
+    assert len(stored["lengths"]) == 2 and all(set(v) == {"2"} for v in stored["lengths"].values())
+    first = {r["id"]: r["target_tokens"] for r in read_predictions(tmp_path / PREDICTIONS)}
+
+    hybrids: list[int] = []
+    original = RAMModel.hybrid
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("keep") is None:  # a RAM pass (the baseline's own close-only pass encodes nothing)
+            hybrids.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RAMModel, "hybrid", counting)
+    fresh = methods_mod.Models(ram_dir)
+    run_eval(examples, ["random"], [2.0], ram_dir, tmp_path, max_new_tokens=3, progress=False, models=fresh)
+    assert fresh.targets == {(i, 2.0): n for i, n in first.items()}
+    assert hybrids == []  # read from ram_lengths.json: no RAM pass to learn the lengths
+    random_targets = {r["id"]: r["target_tokens"] for r in read_predictions(tmp_path / PREDICTIONS)
+                      if r["method"] == "random"}
+    assert random_targets == first
+
+    other = tmp_path / "other"  # another context under the same ids: recomputed
+    other.mkdir()
+    (other / "ram_lengths.json").write_text((tmp_path / "ram_lengths.json").read_text())
+    changed = [Example(id=e.id, question=e.question, answers=e.answers, documents=e.documents[:2]) for e in examples]
+    run_eval(changed, ["random"], [2.0], ram_dir, other, max_new_tokens=3, progress=False)
+    assert hybrids  # recomputed
 
 
 def test_random_baseline_is_deterministic(ram_dir: str, tmp_path: Path) -> None:

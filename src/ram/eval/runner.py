@@ -7,6 +7,9 @@
   evaluation continues where it stopped; a half-written last line (a crash mid-write) is dropped.
 - ``run.json``: the settings that must not change between resumed runs (model, seed,
   max_new_tokens).
+- ``ram_lengths.json``: RAM's decoder context length per (example, ratio), the budgets of the
+  text baselines, so a later run in the same folder does not encode the contexts again to learn
+  them. Entries are keyed by the example's context fingerprint and the model.
 - ``summary.json`` / ``summary.md``: per (method, ratio) means with a bootstrap CI on accuracy,
   over the records of the examples evaluated now.
 - ``accuracy_vs_ratio.png`` and, when examples carry a gold position,
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -38,6 +42,7 @@ __all__ = ["run_eval", "read_predictions", "summarize", "PREDICTIONS", "SUMMARY_
 
 PREDICTIONS = "predictions.jsonl"
 RUN_JSON = "run.json"
+RAM_LENGTHS = "ram_lengths.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 RATIO_PNG = "accuracy_vs_ratio.png"
@@ -107,6 +112,50 @@ def _gold_position(example: Example) -> int | None:
     return None
 
 
+def context_fingerprint(example: Example) -> str:
+    """A short hash of the example's documents: the same id with another context (say, another
+    ``--docs``) is another example."""
+    digest = hashlib.sha1("\x1e".join(example.documents).encode("utf-8"), usedforsecurity=False)
+    return digest.hexdigest()[:16]
+
+
+def _load_ram_lengths(out_dir: Path, model_key: str, examples: Sequence[Example], models: Models) -> int:
+    """Fill ``models.targets`` from ``ram_lengths.json`` (same model, same contexts); entries read."""
+    path = out_dir / RAM_LENGTHS
+    if not path.exists():
+        return 0
+    try:
+        data = json.loads(path.read_text())
+        stored = data["lengths"] if data.get("model") == model_key else {}
+    except (ValueError, KeyError, TypeError):
+        logger.warning("%s is unreadable; RAM's lengths will be recomputed", path)
+        return 0
+    read = 0
+    for e in examples:
+        for ratio, length in stored.get(f"{e.id}|{context_fingerprint(e)}", {}).items():
+            models.targets.setdefault((e.id, float(ratio)), int(length))
+            read += 1
+    return read
+
+
+def _save_ram_lengths(out_dir: Path, model_key: str, examples: Sequence[Example], models: Models) -> None:
+    path = out_dir / RAM_LENGTHS
+    stored: dict[str, dict[str, int]] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("model") == model_key and isinstance(data.get("lengths"), dict):
+                stored = data["lengths"]
+        except ValueError:
+            pass
+    fingerprints = {e.id: f"{e.id}|{context_fingerprint(e)}" for e in examples}
+    for (example_id, ratio), length in models.targets.items():
+        if example_id in fingerprints:
+            stored.setdefault(fingerprints[example_id], {})[f"{ratio:g}"] = int(length)
+    if stored:
+        atomic_write_text(path, json.dumps({"model": model_key, "lengths": stored}, sort_keys=True) + "\n")
+
+
 def _record(method: str, ratio: float | None, example: Example, out: MethodOutput) -> dict[str, Any]:
     scores = score_all(out.prediction, example.answers)
     rec: dict[str, Any] = {
@@ -114,6 +163,7 @@ def _record(method: str, ratio: float | None, example: Example, out: MethodOutpu
         "ratio": ratio,
         "id": example.id,
         "question": example.question,
+        "context_sha1": context_fingerprint(example),
         "answers": list(example.answers),
         "prediction": out.prediction,
         **scores,
@@ -239,11 +289,15 @@ def run_eval(
 
     records = read_predictions(pred_path)
     by_id = {e.id: e for e in examples}
-    for rec in records:  # the same id must mean the same question
+    fingerprints = {e.id: context_fingerprint(e) for e in examples}
+    for rec in records:  # the same id must mean the same question over the same context
         e = by_id.get(rec["id"])
         if e is not None and rec.get("question", e.question) != e.question:
             raise ValueError(f"{pred_path}: example {rec['id']!r} had the question {rec.get('question')!r}, "
                              f"now {e.question!r}: the data changed; use a new --out")
+        if e is not None and rec.get("context_sha1", fingerprints[e.id]) != fingerprints[e.id]:
+            raise ValueError(f"{pred_path}: example {rec['id']!r} had another context (other --docs, "
+                             "--gold-position or data file?); use a new --out")
     done = {_key(r["method"], r.get("ratio"), r["id"]) for r in records}
     model_key = str(Path(model_name).resolve()) if Path(model_name).is_dir() else str(model_name)
     _check_run_settings(out_dir, {"model": model_key, "seed": seed, "max_new_tokens": max_new_tokens},
@@ -251,6 +305,8 @@ def run_eval(
 
     models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size,
                               segment_cache_mib=segment_cache_mib)
+    if _load_ram_lengths(out_dir, model_key, examples, models):
+        logger.info("read RAM's context lengths from %s", out_dir / RAM_LENGTHS)
     instances: dict[str, Method] = {}
     skipped: dict[str, str] = {}
     for name in methods:
@@ -291,6 +347,7 @@ def run_eval(
                 os.fsync(fh.fileno())
                 records.extend(new)
                 bar.update(len(batch))
+            _save_ram_lengths(out_dir, model_key, examples, models)
 
     current = {}
     for rec in records:  # last record wins; only examples evaluated now
