@@ -93,6 +93,9 @@ def test_answer_json_and_text(capsys, model_dir: str, files: dict[str, str]) -> 
     assert lines[0].startswith("answer:")
     assert any(line.startswith("map:") for line in lines)
     assert any(line.startswith("ratio:") for line in lines)
+    code, fast_out, err = _run(capsys, ["answer", *base, "--format", "json", "--engine", "fast"])
+    assert code == 0, err
+    assert json.loads(fast_out)["answer"] == data["answer"]
 
 
 def test_compress_text_format(capsys, model_dir: str, files: dict[str, str]) -> None:

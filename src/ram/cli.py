@@ -93,6 +93,7 @@ def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
     keep_ratio = args.keep_ratio
     ratio = None if keep_ratio is not None else args.ratio
     if answer:
+        model.decode_engine = args.engine
         result = model.answer(context, question, ratio=ratio, keep_ratio=keep_ratio, max_new_tokens=args.max_new_tokens)
         cc, payload = result.compressed, result.to_json()
     else:
@@ -159,6 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise UsageError(f"{path} is not a demo file ({err})") from err
     model = load_model(args.model)
+    model.decode_engine = args.engine
     print(f"model: {args.model} ({'trained' if model.trained else 'untrained'} RAM on {model.config.backbone}); "
           f"{len(docs)} documents, {len(questions)} questions, target ratio {args.ratio:g}x\n")
     hits = 0.0
@@ -210,6 +212,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+ENGINE_HELP = ("decoding: hf = transformers generate; fast = static KV cache, one fixed-shape step "
+               "(CUDA graphs on a GPU); same greedy answers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ram", description="Read As Human: compress long contexts by close-reading and skimming.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
@@ -224,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=("text", "json"), default="text")
         if answer:
             p.add_argument("--max-new-tokens", type=int, default=32)
+            p.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
 
     common(sub.add_parser("compress", help="compress a context for a question"), answer=False)
     common(sub.add_parser("answer", help="compress and answer"), answer=True)
@@ -235,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ratio", type=float, default=8.0)
     demo.add_argument("--model", default="default")
     demo.add_argument("--max-new-tokens", type=int, default=32)
+    demo.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
     demo.add_argument("--full", action="store_true", help="also time the full prompt on the first question")
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     nq = data.add_parser("nq-multidoc", help="NQ multi-document contexts from the shared NQ-open file")

@@ -34,6 +34,7 @@ CONFIG_NAME = "ram_config.json"
 ADAPTER_NAME = "adapter.safetensors"
 FORMAT_VERSION = 1
 MODES = ("ram", "full", "all-skim", "close-only")
+DECODE_ENGINES = ("hf", "fast")
 DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "default"
 
 
@@ -89,6 +90,7 @@ class RAMModel(nn.Module):
         self.lora: dict[str, dict] = {}  # part ("encoder" | "decoder") -> LoRA settings
         self.trained = False
         self.segment_cache: SegmentStateCache | None = None
+        self.decode_engine: str = "hf"  # generate_ids' default engine: "hf" or "fast"
 
     def add_lora(self, part: str, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")) -> None:
         """Inject LoRA adapters (peft) into the encoder or the decoder, in place.
@@ -416,11 +418,20 @@ class RAMModel(nn.Module):
         return self.compress_batch([context], [question], ratio=ratio, keep_ratio=keep_ratio)[0]
 
     @torch.inference_mode()
-    def generate_ids(self, prompts: Sequence[torch.Tensor], max_new_tokens: int = 32, stop_at_eos: bool = True) -> list[list[int]]:
+    def generate_ids(
+        self, prompts: Sequence[torch.Tensor], max_new_tokens: int = 32, stop_at_eos: bool = True,
+        engine: str | None = None,
+    ) -> list[list[int]]:
         """Greedy generation from per-example [T, H] decoder inputs (left-padded into one batch).
 
-        Returns the new token ids per example, cut after the first EOS.
+        Returns the new token ids per example, cut after the first EOS. ``engine`` (default
+        :attr:`decode_engine`): ``hf`` is ``generate``; ``fast`` is a static KV cache with a
+        fixed-shape one-token step, ``torch.compile``d with CUDA graphs on a GPU and eager on CPU
+        (compiling on CPU costs a minute and gains little). Both give the same greedy ids.
         """
+        engine = engine or self.decode_engine
+        if engine not in DECODE_ENGINES:
+            raise InputError(f"engine must be one of {', '.join(DECODE_ENGINES)}, got {engine!r}")
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         window = getattr(self.decoder.config, "max_position_embeddings", None)
@@ -432,6 +443,12 @@ class RAMModel(nn.Module):
             )
         embeds, attn, _ = left_pad(prompts)
         eos = self.tokenizer.eos_token_id if stop_at_eos else None
+        if engine == "fast":
+            from .bench.engine import generate_fast
+
+            out, _ = generate_fast(self.decoder, embeds, attn, max_new_tokens, compile=embeds.device.type == "cuda",
+                                   eos_token_id=eos)
+            return [row[: row.index(eos) + 1] if eos is not None and eos in row else row for row in out.tolist()]
         out = self.decoder.generate(
             inputs_embeds=embeds,
             attention_mask=attn.long(),

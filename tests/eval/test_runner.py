@@ -215,6 +215,18 @@ def test_cmd_eval(ram_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
         cmd_eval(bad)
 
 
+def test_cmd_eval_fast_engine_gives_the_same_predictions(ram_dir: str, tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    write_examples(make_examples(3), data)
+    preds = {}
+    for engine in ("hf", "fast"):
+        args = _parse(["eval", "--data", str(data), "--method", "ram", "full", "--ratio", "2", "--model", ram_dir,
+                       "--max-new-tokens", "6", "--no-progress", "--engine", engine, "--out", str(tmp_path / engine)])
+        assert cmd_eval(args) == 0
+        preds[engine] = [(r["method"], r["id"], r["prediction"]) for r in read_predictions(tmp_path / engine / PREDICTIONS)]
+    assert preds["fast"] == preds["hf"] and len(preds["hf"]) == 6
+
+
 def test_cmd_eval_builds_nq_multidoc(ram_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     facts = [("who wrote the origin of species", "Charles Darwin", "Darwin", "Charles Darwin wrote it in 1859."),
              ("what is the capital of france", "Paris", "France", "Paris is the capital of France."),

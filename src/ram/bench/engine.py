@@ -219,8 +219,15 @@ def generate_fast(
     attention_mask: torch.Tensor,
     max_new_tokens: int,
     compile: bool = True,
+    eos_token_id: int | None = None,
+    check_every: int = 8,
 ) -> tuple[torch.Tensor, Timings]:
-    """Eager prefill into a StaticCache, then a (compiled) one-token greedy step per new token."""
+    """Eager prefill into a StaticCache, then a (compiled) one-token greedy step per new token.
+
+    With ``eos_token_id`` the loop stops once every row has produced it (checked every
+    ``check_every`` steps, to keep host syncs rare); ids after a row's EOS are whatever greedy
+    decoding continued with, so callers cut each row at its first EOS. Without it, exactly
+    ``max_new_tokens`` ids (the benchmark's equal-work setting)."""
     device = inputs_embeds.device
     batch, length = attention_mask.shape
     mask = attention_mask.bool()
@@ -250,14 +257,21 @@ def generate_fast(
         del out
         _sync(device)
         prefill_end = time.perf_counter()
+        produced = max_new_tokens
+        finished = ids[:, 0] == eos_token_id if eos_token_id is not None else None
         for k in range(max_new_tokens - 1):
+            if finished is not None and k % max(1, check_every) == 0 and bool(finished.all()):
+                produced = k + 1
+                break
             step_mask[:, 0, 0, length + k] = True
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             ids[:, k + 1] = step(ids[:, k : k + 1], last + (k + 1), step_mask, slots[k : k + 1], cache)
+            if finished is not None:
+                finished |= ids[:, k + 1] == eos_token_id
         _sync(device)
         end = time.perf_counter()
-    return ids, _timings(prefill_end - start, end - prefill_end, max_new_tokens)
+    return ids[:, :produced], _timings(prefill_end - start, end - prefill_end, produced)
 
 
 ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {

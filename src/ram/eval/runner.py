@@ -271,6 +271,7 @@ def run_eval(
     device: str = "cpu",
     models: Models | None = None,
     segment_cache_mib: float = 0.0,
+    engine: str = "hf",
 ) -> list[dict[str, Any]]:
     """Evaluate ``methods`` (x ``ratios`` for methods with a ratio) on ``examples``; return
     the summary rows (also written to ``out_dir``). Resumes from ``out_dir/predictions.jsonl``.
@@ -278,6 +279,8 @@ def run_eval(
     Methods that cannot run on these examples (e.g. ``gold-only`` without gold documents) are
     skipped with an error in the log; if every method is skipped, ``MethodUnavailable``.
     ``segment_cache_mib`` > 0 reuses segment encodings across examples sharing documents.
+    ``engine`` is the decode engine (``hf`` or ``fast``: same greedy ids, see
+    :meth:`ram.RAMModel.generate_ids`).
     """
     examples = list(examples)[: limit if limit is not None and limit >= 0 else None]
     methods = list(methods)
@@ -304,7 +307,7 @@ def run_eval(
                         resuming=bool(records))
 
     models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size,
-                              segment_cache_mib=segment_cache_mib)
+                              segment_cache_mib=segment_cache_mib, engine=engine)
     if _load_ram_lengths(out_dir, model_key, examples, models):
         logger.info("read RAM's context lengths from %s", out_dir / RAM_LENGTHS)
     instances: dict[str, Method] = {}
