@@ -163,6 +163,15 @@ def test_ram_lengths_are_kept_for_later_runs(ram_dir: str, tmp_path: Path, monke
     assert hybrids  # recomputed
 
 
+def test_runs_every_ratio_of_a_chunk_before_the_next_chunk(ram_dir: str, tmp_path: Path) -> None:
+    """Example-major order: the segment cache still holds a chunk when its next ratio runs."""
+    examples = make_examples(4)
+    run_eval(examples, ["ram"], [2.0, 4.0], ram_dir, tmp_path, batch_size=2, max_new_tokens=2, progress=False)
+    order = [(r["ratio"], r["id"]) for r in read_predictions(tmp_path / PREDICTIONS)]
+    assert order == [(2.0, "q0"), (2.0, "q1"), (4.0, "q0"), (4.0, "q1"),
+                     (2.0, "q2"), (2.0, "q3"), (4.0, "q2"), (4.0, "q3")]
+
+
 def test_random_baseline_is_deterministic(ram_dir: str, tmp_path: Path) -> None:
     examples = make_examples(3)
     runs = []

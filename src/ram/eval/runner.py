@@ -325,10 +325,10 @@ def run_eval(
     for name, why in skipped.items():
         logger.error("error: skipping method %s: %s", name, why)
 
-    plan: list[tuple[str, float | None, list[Example]]] = []
+    plan: list[tuple[str, float | None, set[str]]] = []
     for name, method in instances.items():
         for ratio in (ratios if method.uses_ratio else [None]):
-            pending = [e for e in examples if _key(name, ratio, e.id) not in done]
+            pending = {e.id for e in examples if _key(name, ratio, e.id) not in done}
             if pending:
                 plan.append((name, ratio, pending))
     total = sum(len(p) for _, _, p in plan)
@@ -337,10 +337,15 @@ def run_eval(
 
     with tqdm(total=total, disable=not progress or total == 0, desc="eval", unit="ex", dynamic_ncols=True) as bar, \
             open(pred_path, "a", encoding="utf-8") as fh:
-        for name, ratio, pending in plan:
-            bar.set_postfix_str(name if ratio is None else f"{name} x{ratio:g}")
-            for start in range(0, len(pending), batch_size):
-                batch = pending[start : start + batch_size]
+        # Example-major: every (method, ratio) of one chunk of examples before the next chunk,
+        # so the segment cache still holds a chunk's encodings when the next ratio needs them.
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            for name, ratio, pending in plan:
+                batch = [e for e in chunk if e.id in pending]
+                if not batch:
+                    continue
+                bar.set_postfix_str(name if ratio is None else f"{name} x{ratio:g}")
                 outs = instances[name].run(batch, ratio, max_new_tokens)
                 if len(outs) != len(batch):
                     raise RuntimeError(f"method {name} returned {len(outs)} outputs for {len(batch)} examples")
