@@ -7,11 +7,12 @@
 # the first interpreter that has a CUDA torch: $RAM_PY, .venv/bin/python, then python3.
 # Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360): hf engine over
 # 4k-32k, then the fast engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k,
-# then hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
+# then fast-flex at 32k and 64k (RAM_BENCH_FLEX= to skip), then hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
 # the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
 #   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast-cenc.{json,md}  main sweep
+#   qwen3-4b-cuda-fast-flex-cenc.json                              split-KV decode at 32k/64k
 #   summary.txt                                               GPU, versions, step log, failures
 #   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
 set -euo pipefail
@@ -77,7 +78,7 @@ for path in sorted(Path(sys.argv[1]).rglob("*.json")):
         write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
         print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
 PY
-  cp "$WORK"/main/*.json "$WORK"/main/*.md "$OUT"/ 2>/dev/null || true
+  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/flex/*.json "$OUT"/ 2>/dev/null || true
   tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
   cp "$SUMMARY" "$OUT/summary.txt"
 }
@@ -107,13 +108,19 @@ step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --l
 #    long length runs last in the same process (no second compile); its rows land in the same JSON.
 step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths $LENGTHS $LONG \
   --repeats 3 --warmup 1 --out "$WORK/main"
-# 3. hf at the long length, only if time is left.
+# 3. fast-flex (FlexAttention split-KV decoding) at 32k and the long length: is decode over a long
+#    cache closer to the bandwidth bound than with SDPA's masked kernel?
+if [ -n "${RAM_BENCH_FLEX-1}" ]; then
+  step flex $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-flex ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+    --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex"
+fi
+# 4. hf at the long length, only if time is left.
 if [ -n "$LONG" ]; then
   step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
     --out "$WORK/long"
 fi
 
 pack
-for table in "$WORK"/main/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
+for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
 log "finished: $FAILED failed step(s); results in $OUT"
 [ "$FAILED" -eq 0 ]

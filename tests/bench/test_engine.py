@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ram.assemble import left_pad
-from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, generate
+from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, _flex_attention, generate
 from ram.bench.shapes import build_random_model, tiny
 
 TIMING_KEYS = {"prefill_s", "decode_s", "decode_ms_per_token"}
@@ -46,8 +46,9 @@ def test_engines_agree_on_a_left_padded_batch(spread_model):
     embeds, mask, _ = left_pad(_prompts(spread_model, (37, 20, 29)))
     hf_ids, hf_t = generate(spread_model, embeds, mask, 12, engine="hf")
     fast_ids, fast_t = generate(spread_model, embeds, mask, 12, engine="fast", compile=False)
+    flex_ids, _ = generate(spread_model, embeds, mask, 12, engine="fast-flex", compile=False)
     assert hf_ids.shape == fast_ids.shape == (3, 12)
-    assert torch.equal(hf_ids, fast_ids)
+    assert torch.equal(hf_ids, fast_ids) and torch.equal(hf_ids, flex_ids)
     assert len(set(hf_ids[0].tolist())) > 3  # not a degenerate repetition
     for t in (hf_t, fast_t):
         assert set(t) == TIMING_KEYS
@@ -117,6 +118,8 @@ def test_one_token_step_matches_sdpa(spread_model, kv_heads, mask_kind):
     attn.num_key_value_groups = 4 // kv_heads  # what sdpa_attention_forward's repeat_kv reads
     ours, _ = _fast_attention(attn, query, key, value, mask, scaling=0.25)
     ref, _ = sdpa_attention_forward(attn, query, key, value, mask, scaling=0.25)
+    flex, _ = _flex_attention(attn, query, key, value, mask, scaling=0.25)
+    torch.testing.assert_close(flex, ref)
     assert ours.shape == ref.shape == (2, 1, 4, 16)
     torch.testing.assert_close(ours, ref)
     assert FAST_ATTENTION != "sdpa"
@@ -143,11 +146,12 @@ def test_bad_inputs(spread_model, bad, message):
     os.environ.get("RAM_TEST_COMPILE") != "1",
     reason="torch.compile (inductor) of the decode step takes ~30-60 s on a 2-core CPU; set RAM_TEST_COMPILE=1",
 )
-def test_compiled_fast_matches_hf(spread_model):
+@pytest.mark.parametrize("engine", ["fast", "fast-flex"])
+def test_compiled_fast_matches_hf(spread_model, engine):
     embeds, mask, _ = left_pad(_prompts(spread_model, (23, 15)))
     hf_ids, _ = generate(spread_model, embeds, mask, 6, engine="hf")
     start = time.perf_counter()
-    fast_ids, _ = generate(spread_model, embeds, mask, 6, engine="fast", compile=True)
+    fast_ids, _ = generate(spread_model, embeds, mask, 6, engine=engine, compile=True)
     assert torch.equal(hf_ids, fast_ids), f"compiled in {time.perf_counter() - start:.0f}s"
-    again, _ = generate(spread_model, embeds, mask, 6, engine="fast", compile=True)  # cached graph
+    again, _ = generate(spread_model, embeds, mask, 6, engine=engine, compile=True)  # cached graph
     assert torch.equal(again, hf_ids)

@@ -32,8 +32,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help=f"'default' (the offline RAM model on real text) or a random-weight shape: {', '.join(SHAPES)}")
     p.add_argument("--lengths", type=int, nargs="+", default=DEFAULT_LENGTHS, metavar="L", help="context lengths in tokens")
     p.add_argument("--ratios", type=float, nargs="+", default=DEFAULT_RATIOS, metavar="R", help="RAM compression ratios")
-    p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast}",
-                   help="decode engine(s): hf = generate(); fast = StaticCache + compiled step (several: one file each)")
+    p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex}",
+                   help="decode engine(s): hf = generate(); fast = StaticCache + compiled step; fast-flex = fast "
+                        "with FlexAttention's split-KV decoding for one-token steps (several: one file each)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="fast engine without torch.compile (eager step; advisable on CPU)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run (EOS ignored)")
@@ -97,8 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"({str(dtype).replace('torch.', '')}, encoder {subject.encoder_layers} layers, "
           f"segments of {subject.segment_tokens})", file=sys.stderr)
     for engine in engines:
-        compile_ = bool(args.compile) and engine == "fast"
-        stem = f"{args.shape}-{device.type}-{engine}{'' if compile_ or engine != 'fast' else '-eager'}"
+        compile_ = bool(args.compile) and engine.startswith("fast")
+        stem = f"{args.shape}-{device.type}-{engine}{'' if compile_ or engine == 'hf' else '-eager'}"
         stem += "-cenc" if args.compile_encoder else ""
         settings = {
             "shape": args.shape, "lengths": args.lengths, "ratios": args.ratios, "engine": engine,

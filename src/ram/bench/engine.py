@@ -3,7 +3,9 @@
 ``fast`` prefills into a ``StaticCache`` with one eager forward, then runs a greedy loop whose
 one-token step is ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA).
 Every shape in the loop is fixed (cache length, attention-mask buffer), so the graph is
-captured once per cache length and replayed for every token. Both engines ignore EOS and
+captured once per cache length and replayed for every token. ``fast-flex`` is ``fast`` with
+FlexAttention's split-KV decoding kernel for the one-token steps (an experiment for long
+caches on GPU, where SDPA's masked kernel leaves most SMs idle). The engines ignore EOS here and
 emit exactly ``max_new_tokens`` tokens, so timings compare equal work; on the same weights
 they produce the same ids.
 """
@@ -122,24 +124,59 @@ def _fast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
                                   is_causal=is_causal, **kwargs)
 
 
+FLEX_ATTENTION = "ram_fast_flex"
+DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION}
+
+
+def _flex_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                    is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """:func:`_fast_attention`, except that one-token steps with a boolean (or no) mask run
+    FlexAttention, whose decoding kernel splits the cache length across thread blocks (flash
+    decoding) instead of running one block per head. Compiled (the ``fast`` step is), it is a
+    Triton kernel; eager, a slow reference (correct, for tests)."""
+    plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+    usable_mask = attention_mask is None or (attention_mask.dtype == torch.bool and attention_mask.ndim == 4
+                                             and attention_mask.shape[1] == 1 and attention_mask.shape[2] == 1)
+    if query.shape[2] != 1 or not plain or not usable_mask or query.shape[1] % key.shape[1]:
+        return _fast_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                               is_causal=is_causal, **kwargs)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    score_mod = None
+    if attention_mask is not None:
+        valid = attention_mask[:, 0, 0]  # [B, L] bool
+
+        def score_mod(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q: torch.Tensor,
+                      kv: torch.Tensor) -> torch.Tensor:
+            return torch.where(valid[b, kv], score, -float("inf"))
+
+    out = flex_attention(query, key, value, score_mod=score_mod, enable_gqa=key.shape[1] != query.shape[1],
+                         scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
 def _register_attention() -> None:
     from transformers.modeling_utils import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(FAST_ATTENTION, _fast_attention)
     AttentionMaskInterface.register(FAST_ATTENTION, sdpa_mask)
+    AttentionInterface.register(FLEX_ATTENTION, _flex_attention)
+    AttentionMaskInterface.register(FLEX_ATTENTION, sdpa_mask)
 
 
 @contextmanager
-def _fast_attention_on(decoder: PreTrainedModel) -> Iterator[None]:
-    """Route an SDPA decoder through :func:`_fast_attention` for the duration (restored after)."""
+def _fast_attention_on(decoder: PreTrainedModel, attention: str = "sdpa") -> Iterator[None]:
+    """Route an SDPA decoder through :func:`_fast_attention` (``sdpa``) or :func:`_flex_attention`
+    (``flex``) for the duration (restored after)."""
     config = decoder.config
     before = getattr(config, "_attn_implementation", None)
-    if before not in ("sdpa", FAST_ATTENTION):
+    if before not in ("sdpa", *DECODE_ATTENTION.values()):
         yield  # eager / flash / flex: left as they are
         return
     _register_attention()
-    config._attn_implementation = FAST_ATTENTION
+    config._attn_implementation = DECODE_ATTENTION[attention]
     try:
         yield
     finally:
@@ -180,11 +217,11 @@ def _static_cache(decoder: PreTrainedModel, batch: int, length: int, dtype: torc
     return cache
 
 
-def _step_for(decoder: PreTrainedModel, compile: bool) -> Callable:
+def _step_for(decoder: PreTrainedModel, compile: bool, attention: str = "sdpa") -> Callable:
     steps = _state(decoder)["steps"]
-    if compile not in steps:
-        steps[compile] = _make_step(decoder, compile)
-    return steps[compile]
+    if (compile, attention) not in steps:  # one compiled step per attention implementation
+        steps[(compile, attention)] = _make_step(decoder, compile)
+    return steps[(compile, attention)]
 
 
 def release(decoder: PreTrainedModel) -> None:
@@ -221,13 +258,17 @@ def generate_fast(
     compile: bool = True,
     eos_token_id: int | None = None,
     check_every: int = 8,
+    attention: str = "sdpa",
 ) -> tuple[torch.Tensor, Timings]:
     """Eager prefill into a StaticCache, then a (compiled) one-token greedy step per new token.
 
     With ``eos_token_id`` the loop stops once every row has produced it (checked every
     ``check_every`` steps, to keep host syncs rare); ids after a row's EOS are whatever greedy
     decoding continued with, so callers cut each row at its first EOS. Without it, exactly
-    ``max_new_tokens`` ids (the benchmark's equal-work setting)."""
+    ``max_new_tokens`` ids (the benchmark's equal-work setting). ``attention``: ``sdpa`` or
+    ``flex`` for the one-token steps (see :func:`_flex_attention`)."""
+    if attention not in DECODE_ATTENTION:
+        raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, got {attention!r}")
     device = inputs_embeds.device
     batch, length = attention_mask.shape
     mask = attention_mask.bool()
@@ -237,7 +278,7 @@ def generate_fast(
     kwargs: dict[str, Any] = {_cache_kwarg(decoder): cache}
     if "cache_position" in _forward_params(decoder):
         kwargs["cache_position"] = torch.arange(length, device=device)
-    step = _step_for(decoder, compile)
+    step = _step_for(decoder, compile, attention)
     graphs = compile and device.type == "cuda"
     # Fixed-shape decode state: one mask row over every cache slot, opened a slot per step
     # ([B, 1, 1, capacity] is used as is by the model: no mask building inside the step).
@@ -247,7 +288,7 @@ def generate_fast(
     last = positions[:, -1:]
     ids = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
 
-    with _fast_attention_on(decoder):
+    with _fast_attention_on(decoder, attention):
         _sync(device)
         start = time.perf_counter()
         # The prompt's own 2D mask: a padding-free prompt takes SDPA's causal (flash) path.
@@ -277,6 +318,9 @@ def generate_fast(
 ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {
     "hf": lambda decoder, embeds, mask, n, compile=False: generate_hf(decoder, embeds, mask, n),
     "fast": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n, compile=compile),
+    # fast with FlexAttention's split-KV decoding kernel for the one-token steps (GPU experiment)
+    "fast-flex": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
+                                                                             compile=compile, attention="flex"),
 }
 
 

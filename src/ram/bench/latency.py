@@ -467,7 +467,7 @@ def run_bench(
             peak, kind = peak_memory_mb(dev)
             last = runs[-1]
             row: dict[str, Any] = {
-                "shape": subject.name, "engine": engine, "compile": bool(compile and engine == "fast"),
+                "shape": subject.name, "engine": engine, "compile": bool(compile and engine.startswith("fast")),
                 "device": str(dev), "dtype": str(dt).replace("torch.", ""), "mode": mode, "ratio": ratio,
                 "context_tokens": last["context_tokens"], "segments": last["segments"],
                 "kept_segments": last["kept_segments"], "context_positions": last["context_positions"],
