@@ -309,3 +309,20 @@ def test_gold_only_positive_recall_is_measured_on_the_whole_context(ram_dir: str
     gold = [r for r in records if r["method"] == "gold-only"]
     full = {r["id"]: r for r in records if r["method"] == "full"}
     assert all(len(r["kept_segments"]) < len(full[r["id"]]["kept_segments"]) for r in gold)
+
+
+def test_results_table_script_merges_folders(ram_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "results_table.py"
+    main = runpy.run_path(str(script))["main"]
+    run_eval(make_examples(3), ["closed-book", "ram"], [2.0], ram_dir, tmp_path / "a", max_new_tokens=2, progress=False)
+    run_eval(make_examples(2), ["random"], [2.0], ram_dir, tmp_path / "b", max_new_tokens=2, progress=False)
+    a = str(tmp_path / "a")
+    assert main([a, str(tmp_path / "b"), "--rename", f"{a}:ram=ram, old", "--drop", f"{a}:closed-book",
+                 "--plot", str(tmp_path / "acc.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 questions evaluated in every folder")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[:3] for r in rows] == [["| random", "2x", "2"], ["| ram, old", "2x", "2"]]
+    assert (tmp_path / "acc.png").stat().st_size > 0
