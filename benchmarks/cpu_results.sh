@@ -45,3 +45,17 @@ BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 # 5. CPU latency of the default model: full prompt vs RAM, stage by stage (run on an idle machine)
 "$RAM" bench --shape default --lengths 1024 2048 4096 --ratios 8 32 --engine hf --new-tokens 16 \
   --repeats 2 --warmup 1 --cached --out "$OUT/bench-cpu"
+
+# 6. Length study (not yet run): 10 and 40 documents, and the gold document at a fixed position
+#    among 20, on 100 dev questions each. RAM runs first in each folder, so the text baselines
+#    read its context lengths from ram_lengths.json instead of recomputing them.
+LEN=(--data ../shared/data/nq-open/nq-open-oracle.dev.jsonl.gz --split dev --limit 100 --max-new-tokens 16
+     --batch-size 8 --no-progress --model default)
+for K in 10 40; do
+  "$RAM" eval "${LEN[@]}" --docs "$K" --method ram bm25 --ratio 4 8 --out "$OUT/eval-nq$K-dev"
+  "$RAM" eval "${LEN[@]}" --docs "$K" --method full closed-book --out "$OUT/eval-nq$K-dev"
+done
+for P in 0 4 9 14 19; do
+  "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method ram bm25 --ratio 8 --out "$OUT/eval-nq20-pos$P"
+  "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method full --out "$OUT/eval-nq20-pos$P"
+done
