@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ram.eval.report import plot_accuracy_vs_position, plot_accuracy_vs_ratio, write_summary_md
+from ram.eval.report import plot_accuracy_vs_position, plot_accuracy_vs_ratio, position_bins, write_summary_md
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -131,3 +131,19 @@ def test_plot_accuracy_vs_position_skipped_without_positions(tmp_path: Path) -> 
     assert not path.exists()
     assert plot_accuracy_vs_position([], path) is False
     assert os.listdir(tmp_path) == []
+
+
+def test_position_bins_group_sparse_positions_only() -> None:
+    sparse = {p: 15 for p in range(20)}  # 300 questions, gold placed at random among 20
+    assert position_bins(sparse) == [(0, 3), (4, 7), (8, 11), (12, 15), (16, 19)]
+    dense = {p: 100 for p in (0, 4, 9, 14, 19)}  # a fixed-position sweep
+    assert position_bins(dense) == [(0, 0), (4, 4), (9, 9), (14, 14), (19, 19)]
+    assert position_bins({p: 40 for p in range(20)}) == [(p, p) for p in range(20)]
+    odd = position_bins({p: 3 for p in range(11)})  # 11 positions: the last range is shorter
+    assert odd == [(0, 2), (3, 5), (6, 8), (9, 10)] and position_bins({}) == []
+
+
+def test_plot_accuracy_vs_position_binned(tmp_path: Path) -> None:
+    records = [{"method": "ram", "ratio": 8.0, "gold_position": p, "accuracy": int(i % 2 == 0)}
+               for p in range(20) for i in range(5)]
+    _assert_png(plot_accuracy_vs_position(records, tmp_path / "binned.png"))

@@ -30,7 +30,7 @@ from ..atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_summary_md", "plot_accuracy_vs_ratio", "plot_accuracy_vs_position"]
+__all__ = ["write_summary_md", "plot_accuracy_vs_ratio", "plot_accuracy_vs_position", "position_bins"]
 
 Row = Mapping[str, Any]
 PathLike = str | os.PathLike[str]
@@ -190,10 +190,28 @@ def _curve_label(method: str, ratio: Any) -> str:
     return method if _is_missing(ratio) else f"{method} ×{float(ratio):g}"
 
 
+def position_bins(counts: Mapping[int, int], min_count: int = 30, num_bins: int = 5) -> list[tuple[int, int]]:
+    """Inclusive ``(first, last)`` position ranges to plot: one per position when each holds
+    ``min_count`` or more records (median) or there are few positions, else ``num_bins``
+    equal-width ranges (e.g. 20 random positions x 15 questions -> 0-3, 4-7, ... 16-19), so a
+    point is a mean over dozens of questions rather than a handful."""
+    positions = sorted(counts)
+    if not positions:
+        return []
+    median = sorted(counts[p] for p in positions)[len(positions) // 2]
+    if len(positions) <= 2 * num_bins or median >= min_count:
+        return [(p, p) for p in positions]
+    lo, hi = positions[0], positions[-1]
+    width = math.ceil((hi - lo + 1) / num_bins)
+    return [(start, min(hi, start + width - 1)) for start in range(lo, hi + 1, width)]
+
+
 def plot_accuracy_vs_position(records: Iterable[Row], path: PathLike) -> Path | Literal[False]:
     """Plot accuracy by gold-document position, one line per (method, ratio); save a PNG.
 
-    Returns the path written, or ``False`` (writing nothing) when no record has a gold_position.
+    Sparse positions are grouped into ranges (:func:`position_bins`); each point then carries a
+    95% normal-approximation interval. Returns the path written, or ``False`` (writing nothing)
+    when no record has a gold_position.
     """
     # (method, has_ratio, ratio) -> position -> [hits]
     groups: dict[tuple[str, bool, float], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -212,18 +230,32 @@ def plot_accuracy_vs_position(records: Iterable[Row], path: PathLike) -> Path | 
     fig = Figure(figsize=(7.0, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     keys = sorted(groups)
-    positions: set[int] = set()
+    counts: dict[int, int] = defaultdict(int)
+    for by_pos in groups.values():
+        for pos, hits in by_pos.items():
+            counts[pos] = max(counts[pos], len(hits))
+    bins = position_bins(counts)
+    binned = any(lo != hi for lo, hi in bins)
+    centers = {b: (b[0] + b[1]) / 2 for b in bins}
     for key, color in zip(keys, _colors(len(keys))):
         by_pos = groups[key]
-        xs = sorted(by_pos)
-        ys = [sum(by_pos[x]) / len(by_pos[x]) for x in xs]
-        positions.update(xs)
+        xs, ys, errs = [], [], []
+        for b in bins:
+            hits = [h for pos in range(b[0], b[1] + 1) for h in by_pos.get(pos, [])]
+            if not hits:
+                continue
+            mean = sum(hits) / len(hits)
+            xs.append(centers[b])
+            ys.append(mean)
+            errs.append(1.96 * math.sqrt(mean * (1 - mean) / len(hits)) if binned else 0.0)
         linestyle = "--" if _is_missing(ratio_of[key]) else "-"
-        ax.plot(xs, ys, marker="o", linestyle=linestyle, color=color, label=_curve_label(key[0], ratio_of[key]))
-    if len(positions) <= 30:
-        ax.xaxis.set_major_locator(FixedLocator(sorted(positions)))
+        ax.errorbar(xs, ys, yerr=errs if binned else None, marker="o", linestyle=linestyle, color=color,
+                    capsize=3, label=_curve_label(key[0], ratio_of[key]))
+    if len(bins) <= 30:
+        ax.xaxis.set_major_locator(FixedLocator([centers[b] for b in bins]))
+        ax.set_xticklabels([f"{lo}–{hi}" if lo != hi else str(lo) for lo, hi in bins])
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("gold document position")
+    ax.set_xlabel("gold document position" + (" (grouped; bars: 95% interval)" if binned else ""))
     ax.set_ylabel("accuracy (answer in output)")
     ax.set_title("Accuracy by gold document position")
     ax.grid(True, alpha=0.3)
