@@ -427,7 +427,7 @@ class RAMModel(nn.Module):
         Returns the new token ids per example, cut after the first EOS. ``engine`` (default
         :attr:`decode_engine`): ``hf`` is ``generate``; ``fast`` is a static KV cache with a
         fixed-shape one-token step, ``torch.compile``d with CUDA graphs on a GPU and eager on CPU
-        (compiling on CPU costs a minute and gains little). Both give the same greedy ids.
+        (where compiling takes about a minute). Both give the same greedy ids.
         """
         engine = engine or self.decode_engine
         if engine not in DECODE_ENGINES:
@@ -448,22 +448,18 @@ class RAMModel(nn.Module):
 
             out, _ = generate_fast(self.decoder, embeds, attn, max_new_tokens, compile=embeds.device.type == "cuda",
                                    eos_token_id=eos)
-            return [row[: row.index(eos) + 1] if eos is not None and eos in row else row for row in out.tolist()]
-        out = self.decoder.generate(
-            inputs_embeds=embeds,
-            attention_mask=attn.long(),
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=None if stop_at_eos else max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=eos,
-        )
-        result = []
-        for row in out.tolist():
-            if eos is not None and eos in row:
-                row = row[: row.index(eos) + 1]
-            result.append(row)
-        return result
+        else:
+            out = self.decoder.generate(
+                inputs_embeds=embeds,
+                attention_mask=attn.long(),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=None if stop_at_eos else max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=eos,
+            )
+        # both engines may continue a finished row (padding or further greedy ids): cut at its EOS
+        return [row[: row.index(eos) + 1] if eos is not None and eos in row else row for row in out.tolist()]
 
     def generate(self, prompts: Sequence[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
         """Greedy answers (decoded, special tokens removed) for per-example decoder inputs."""

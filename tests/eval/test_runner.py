@@ -172,6 +172,12 @@ def test_runs_every_ratio_of_a_chunk_before_the_next_chunk(ram_dir: str, tmp_pat
                      (2.0, "q2"), (2.0, "q3"), (4.0, "q2"), (4.0, "q3")]
 
 
+def test_unknown_engine_is_refused_before_anything_is_written(ram_dir: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="engine must be one of"):
+        run_eval(make_examples(1), ["closed-book"], [], ram_dir, tmp_path / "out", progress=False, engine="vllm")
+    assert not (tmp_path / "out").exists()
+
+
 def test_random_baseline_is_deterministic(ram_dir: str, tmp_path: Path) -> None:
     examples = make_examples(3)
     runs = []

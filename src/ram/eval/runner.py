@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..data.example import Example
 from ..data.positives import positive_mask
+from ..model import DECODE_ENGINES
 from .methods import METHODS, Method, MethodOutput, MethodUnavailable, Models, get_method
 from .metrics import bootstrap_ci, score_all
 from .report import plot_accuracy_vs_position, plot_accuracy_vs_ratio, write_summary_md
@@ -119,51 +120,48 @@ def context_fingerprint(example: Example) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load_ram_lengths(out_dir: Path, model_key: str, examples: Sequence[Example], models: Models) -> int:
-    """Fill ``models.targets`` from ``ram_lengths.json`` (same model, same contexts); entries read."""
+def _load_ram_lengths(out_dir: Path, model_key: str) -> dict[str, dict[str, int]]:
+    """``ram_lengths.json``'s entries (``"id|fingerprint" -> {ratio: length}``) for this model."""
     path = out_dir / RAM_LENGTHS
     if not path.exists():
-        return 0
+        return {}
     try:
         data = json.loads(path.read_text())
-        stored = data["lengths"] if data.get("model") == model_key else {}
-    except (ValueError, KeyError, TypeError):
+        lengths = data["lengths"] if data.get("model") == model_key else {}
+        if not isinstance(lengths, dict):
+            raise TypeError("lengths is not a mapping")
+        return lengths
+    except (ValueError, KeyError, TypeError, AttributeError):
         logger.warning("%s is unreadable; RAM's lengths will be recomputed", path)
-        return 0
-    read = 0
-    for e in examples:
-        for ratio, length in stored.get(f"{e.id}|{context_fingerprint(e)}", {}).items():
-            models.targets.setdefault((e.id, float(ratio)), int(length))
-            read += 1
-    return read
+        return {}
 
 
-def _save_ram_lengths(out_dir: Path, model_key: str, examples: Sequence[Example], models: Models) -> None:
-    path = out_dir / RAM_LENGTHS
-    stored: dict[str, dict[str, int]] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            if data.get("model") == model_key and isinstance(data.get("lengths"), dict):
-                stored = data["lengths"]
-        except ValueError:
-            pass
-    fingerprints = {e.id: f"{e.id}|{context_fingerprint(e)}" for e in examples}
-    for (example_id, ratio), length in models.targets.items():
-        if example_id in fingerprints:
-            stored.setdefault(fingerprints[example_id], {})[f"{ratio:g}"] = int(length)
-    if stored:
-        atomic_write_text(path, json.dumps({"model": model_key, "lengths": stored}, sort_keys=True) + "\n")
+def _save_ram_lengths(out_dir: Path, model_key: str, stored: dict[str, dict[str, int]],
+                      keys: dict[str, str], targets: dict[tuple[str, float], int]) -> None:
+    """Merge ``targets`` of the examples in ``keys`` (id -> "id|fingerprint") into ``stored``;
+    rewrite the file only when something was added."""
+    added = False
+    for (example_id, ratio), length in targets.items():
+        key = keys.get(example_id)
+        if key is None:
+            continue
+        entry = stored.setdefault(key, {})
+        if entry.get(f"{ratio:g}") != int(length):
+            entry[f"{ratio:g}"] = int(length)
+            added = True
+    if added:
+        atomic_write_text(out_dir / RAM_LENGTHS,
+                          json.dumps({"model": model_key, "lengths": stored}, sort_keys=True) + "\n")
 
 
-def _record(method: str, ratio: float | None, example: Example, out: MethodOutput) -> dict[str, Any]:
+def _record(method: str, ratio: float | None, example: Example, out: MethodOutput, fingerprint: str) -> dict[str, Any]:
     scores = score_all(out.prediction, example.answers)
     rec: dict[str, Any] = {
         "method": method,
         "ratio": ratio,
         "id": example.id,
         "question": example.question,
-        "context_sha1": context_fingerprint(example),
+        "context_sha1": fingerprint,
         "answers": list(example.answers),
         "prediction": out.prediction,
         **scores,
@@ -286,6 +284,8 @@ def run_eval(
     methods = list(methods)
     ratios = sorted({float(r) for r in ratios})
     _check_inputs(examples, methods, ratios, batch_size, max_new_tokens)
+    if engine not in DECODE_ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(DECODE_ENGINES)}, got {engine!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = out_dir / PREDICTIONS
@@ -308,8 +308,11 @@ def run_eval(
 
     models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size,
                               segment_cache_mib=segment_cache_mib, engine=engine)
-    if _load_ram_lengths(out_dir, model_key, examples, models):
-        logger.info("read RAM's context lengths from %s", out_dir / RAM_LENGTHS)
+    stored_lengths = _load_ram_lengths(out_dir, model_key)
+    length_keys = {e.id: f"{e.id}|{fingerprints[e.id]}" for e in examples}
+    for e in examples:
+        for ratio, length in stored_lengths.get(length_keys[e.id], {}).items():
+            models.targets.setdefault((e.id, float(ratio)), int(length))
     instances: dict[str, Method] = {}
     skipped: dict[str, str] = {}
     for name in methods:
@@ -349,13 +352,13 @@ def run_eval(
                 outs = instances[name].run(batch, ratio, max_new_tokens)
                 if len(outs) != len(batch):
                     raise RuntimeError(f"method {name} returned {len(outs)} outputs for {len(batch)} examples")
-                new = [_record(name, ratio, e, o) for e, o in zip(batch, outs)]
+                new = [_record(name, ratio, e, o, fingerprints[e.id]) for e, o in zip(batch, outs)]
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
                 fh.flush()
                 os.fsync(fh.fileno())
                 records.extend(new)
                 bar.update(len(batch))
-            _save_ram_lengths(out_dir, model_key, examples, models)
+            _save_ram_lengths(out_dir, model_key, stored_lengths, length_keys, models.targets)
 
     current = {}
     for rec in records:  # last record wins; only examples evaluated now
