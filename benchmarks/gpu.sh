@@ -5,9 +5,10 @@
 #
 # Installs nothing. Runs `python -m ram.bench.command` from this checkout (PYTHONPATH=src) with
 # the first interpreter that has a CUDA torch: $RAM_PY, .venv/bin/python, then python3.
-# Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360): hf engine over
-# 4k-32k, then the fast engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k,
-# then fast-flex at 32k and 64k (RAM_BENCH_FLEX= to skip), then hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
+# Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360). Steps, in the order
+# RAM_BENCH_STEPS names them (default "hf fast flex hf-long"): hf engine over 4k-32k; the fast
+# engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-flex at 32k and
+# 64k; hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
 # the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
@@ -23,6 +24,7 @@ SHAPE="${RAM_BENCH_SHAPE:-qwen3-4b}"
 LENGTHS="${RAM_BENCH_LENGTHS:-4096 8192 16384 32768}"
 LONG="${RAM_BENCH_LONG-65536}"           # set empty to skip the long-context runs
 RATIOS="${RAM_BENCH_RATIOS:-8 32}"
+STEPS="${RAM_BENCH_STEPS:-hf fast flex hf-long}"   # which steps, in this order
 DEVICE="${RAM_BENCH_DEVICE:-cuda}"       # cpu: a smoke run of this script (with a small shape)
 COMMON=(--shape "$SHAPE" --device "$DEVICE" --dtype "${RAM_BENCH_DTYPE:-bfloat16}" --ratios $RATIOS
         --new-tokens "${RAM_BENCH_NEW_TOKENS:-32}" --encoder-layers "${RAM_BENCH_ENCODER_LAYERS:-8}" --no-plot
@@ -100,25 +102,29 @@ print(f"python {sys.version.split()[0]} ({sys.executable}); torch {torch.__versi
       f"transformers {transformers.__version__}; gpu {gpu}")
 PY
 
-# 1. hf engine (transformers generate): the reference, most likely to work.
-step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --lengths $LENGTHS \
-  --repeats 3 --warmup 1 --out "$WORK/main"
-# 2. fast engine, RAM's encoder compiled too (RAM_BENCH_FAST_EXTRA="" for the eager encoder):
-#    compiles twice (first and second cache length), CUDA graphs per length. The
-#    long length runs last in the same process (no second compile); its rows land in the same JSON.
-step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths $LENGTHS $LONG \
-  --repeats 3 --warmup 1 --out "$WORK/main"
-# 3. fast-flex (FlexAttention split-KV decoding) at 32k and the long length: is decode over a long
-#    cache closer to the bandwidth bound than with SDPA's masked kernel?
-if [ -n "${RAM_BENCH_FLEX-1}" ]; then
-  step flex $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-flex ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
-    --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex"
-fi
-# 4. hf at the long length, only if time is left.
-if [ -n "$LONG" ]; then
-  step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
-    --out "$WORK/long"
-fi
+run_step() {
+  case "$1" in
+    # hf engine (transformers generate): the reference, most likely to work.
+    hf) step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --lengths $LENGTHS \
+          --repeats 3 --warmup 1 --out "$WORK/main" ;;
+    # fast engine, RAM's encoder compiled too (RAM_BENCH_FAST_EXTRA="" for the eager encoder):
+    # compiles twice (first and second cache length), CUDA graphs per length. The long length
+    # runs last in the same process (no second compile); its rows land in the same JSON.
+    fast) step fast-main $(( $(left) - 40 )) "${COMMON[@]}" --engine fast ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+          --lengths $LENGTHS $LONG --repeats 3 --warmup 1 --out "$WORK/main" ;;
+    # fast-flex (FlexAttention split-KV decoding) at 32k and the long length: is decode over a
+    # long cache closer to the bandwidth bound than with SDPA's masked kernel?
+    flex) step flex $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-flex ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+          --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex" ;;
+    # hf at the long length, only if time is left.
+    hf-long) if [ -n "$LONG" ]; then
+          step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
+            --out "$WORK/long"
+        fi ;;
+    *) log "unknown step $1 (known: hf fast flex hf-long)"; FAILED=$(( FAILED + 1 )) ;;
+  esac
+}
+for name in $STEPS; do run_step "$name"; done
 
 pack
 for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done

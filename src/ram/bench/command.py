@@ -34,7 +34,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--ratios", type=float, nargs="+", default=DEFAULT_RATIOS, metavar="R", help="RAM compression ratios")
     p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex}",
                    help="decode engine(s): hf = generate(); fast = StaticCache + compiled step; fast-flex = fast "
-                        "with FlexAttention's split-KV decoding for one-token steps (several: one file each)")
+                        "with FlexAttention for one-token steps (measured 2.6x slower than fast on an H200; kept "
+                        "for comparison) (several: one file each)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="fast engine without torch.compile (eager step; advisable on CPU)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run (EOS ignored)")

@@ -4,8 +4,9 @@
 one-token step is ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA graphs, on CUDA).
 Every shape in the loop is fixed (cache length, attention-mask buffer), so the graph is
 captured once per cache length and replayed for every token. ``fast-flex`` is ``fast`` with
-FlexAttention's split-KV decoding kernel for the one-token steps (an experiment for long
-caches on GPU, where SDPA's masked kernel leaves most SMs idle). The engines ignore EOS here and
+FlexAttention's decoding kernel for the one-token steps: an experiment for long caches on GPU,
+where SDPA's masked kernel leaves most SMs idle. On an H200 it was 2.6x slower than ``fast``
+(docs/results.md), so it stays a bench option, not a library engine. The engines ignore EOS here and
 emit exactly ``max_new_tokens`` tokens, so timings compare equal work; on the same weights
 they produce the same ids.
 """
