@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ram.eval.report import plot_accuracy_vs_position, plot_accuracy_vs_ratio, position_bins, write_summary_md
+from ram.eval.report import (plot_accuracy_vs_position, plot_accuracy_vs_ratio, plot_accuracy_vs_setting, position_bins,
+                             write_summary_md)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -147,3 +149,46 @@ def test_plot_accuracy_vs_position_binned(tmp_path: Path) -> None:
     records = [{"method": "ram", "ratio": 8.0, "gold_position": p, "accuracy": int(i % 2 == 0)}
                for p in range(20) for i in range(5)]
     _assert_png(plot_accuracy_vs_position(records, tmp_path / "binned.png"))
+
+
+def _write_records(folder: Path, records: list[dict]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _rec(method: str, ratio: float | None, qid: str, acc: float) -> dict:
+    return {"method": method, "ratio": ratio, "id": qid, "accuracy": acc, "context_tokens": 10}
+
+
+def test_length_study_script_joins_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "length_study.py"
+    main = runpy.run_path(str(script))["main"]
+    # setting "10": q0-q2; setting "20": two folders, the first (new adapter) wins on ram rows
+    _write_records(tmp_path / "k10", [_rec("ram", 8.0, f"q{i}", 1.0) for i in range(3)]
+                   + [_rec("full", None, f"q{i}", 0.0) for i in range(3)])
+    _write_records(tmp_path / "new", [_rec("ram", 8.0, "q0", 1.0), _rec("ram", 8.0, "q1", 1.0)])
+    _write_records(tmp_path / "old", [_rec("ram", 8.0, f"q{i}", 0.0) for i in range(4)]
+                   + [_rec("full", None, f"q{i}", 1.0) for i in range(4)] + [_rec("bm25", 8.0, "q0", 1.0)])
+    plot = tmp_path / "study.png"
+    assert main(["--setting", f"10={tmp_path / 'k10'}", "--setting", f"20={tmp_path / 'new'},{tmp_path / 'old'}",
+                 "--keep", "ram:8", "full", "--xlabel", "documents", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 questions present in every setting")
+    rows = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "bm25" not in out  # not kept
+    full = rows["| full"].split(" | ")
+    assert full[2].startswith("0.000") and "n=3" in full[2] and full[3].startswith("1.000")
+    ram = rows["| ram"].split(" | ")
+    # q0, q1 from the new folder (1.0), q2 only in the old one (0.0); q3 is not in every setting
+    assert ram[2].startswith("1.000") and ram[3].startswith("0.667") and "n=3" in ram[3]
+    assert plot.stat().st_size > 0
+
+
+def test_plot_accuracy_vs_setting_rejects_empty(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        plot_accuracy_vs_setting({}, tmp_path / "x.png", xlabel="documents")
+    with pytest.raises(ValueError):
+        plot_accuracy_vs_setting({"10": [{"method": "ram", "ratio": 8.0, "accuracy": None}]}, tmp_path / "x.png",
+                                 xlabel="documents")

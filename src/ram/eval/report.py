@@ -261,3 +261,43 @@ def plot_accuracy_vs_position(records: Iterable[Row], path: PathLike) -> Path | 
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save_figure(fig, path)
+
+
+def plot_accuracy_vs_setting(rows_by_setting: Mapping[str, Sequence[Row]], path: PathLike, xlabel: str,
+                             title: str = "Accuracy by setting") -> Path:
+    """Plot accuracy across named settings (e.g. 10/20/40 documents, or gold positions), one
+    line per (method, ratio) with its bootstrap interval; ratio-less methods are dashed."""
+    settings = list(rows_by_setting)
+    if not settings:
+        raise ValueError("plot_accuracy_vs_setting needs at least one setting")
+    keys = sorted({_sort_key(r) for rows in rows_by_setting.values() for r in rows
+                   if not _is_missing(r.get("accuracy"))})
+    if not keys:
+        raise ValueError("plot_accuracy_vs_setting needs at least one row with an accuracy")
+    fig = Figure(figsize=(7.0, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for key, color in zip(keys, _colors(len(keys))):
+        xs, ys, lower, upper, ratio = [], [], [], [], None
+        for x, setting in enumerate(settings):
+            for row in rows_by_setting[setting]:
+                if _sort_key(row) != key or _is_missing(row.get("accuracy")):
+                    continue
+                y = float(row["accuracy"])
+                ci = row.get("accuracy_ci") or (y, y)
+                xs.append(x)
+                ys.append(y)
+                lower.append(max(0.0, y - float(ci[0])))
+                upper.append(max(0.0, float(ci[1]) - y))
+                ratio = row.get("ratio")
+        ax.errorbar(xs, ys, yerr=[lower, upper], marker="o", capsize=3, color=color,
+                    linestyle="--" if _is_missing(ratio) else "-", label=_curve_label(key[0], ratio))
+    ax.xaxis.set_major_locator(FixedLocator(list(range(len(settings)))))
+    ax.set_xticklabels(settings)
+    ax.set_xlim(-0.4, len(settings) - 0.6)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (answer in output)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save_figure(fig, path)
