@@ -46,16 +46,24 @@ BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 "$RAM" bench --shape default --lengths 1024 2048 4096 --ratios 8 32 --engine hf --new-tokens 16 \
   --repeats 2 --warmup 1 --cached --out "$OUT/bench-cpu"
 
-# 6. Length study (not yet run): 10 and 40 documents, and the gold document at a fixed position
-#    among 20, on 100 dev questions each. RAM runs first in each folder, so the text baselines
-#    read its context lengths from ram_lengths.json instead of recomputing them.
+# 6. Length study: 10 and 40 documents, and the gold document at a fixed position (first, middle,
+#    last) among 20, on the first 100 dev questions. RAM runs first in each folder, so the text
+#    baselines read its context lengths from ram_lengths.json instead of recomputing them.
 LEN=(--data ../shared/data/nq-open/nq-open-oracle.dev.jsonl.gz --split dev --limit 100 --max-new-tokens 16
      --batch-size 8 --no-progress --model default)
 for K in 10 40; do
   "$RAM" eval "${LEN[@]}" --docs "$K" --method ram bm25 --ratio 4 8 --out "$OUT/eval-nq$K-dev"
-  "$RAM" eval "${LEN[@]}" --docs "$K" --method full closed-book --out "$OUT/eval-nq$K-dev"
+  "$RAM" eval "${LEN[@]}" --docs "$K" --method full --out "$OUT/eval-nq$K-dev"
 done
-for P in 0 4 9 14 19; do
+for P in 9 0 19; do
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method ram bm25 --ratio 8 --out "$OUT/eval-nq20-pos$P"
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method full --out "$OUT/eval-nq20-pos$P"
 done
+# the two length-study tables and plots of docs/results.md
+PY=${PY:-.venv/bin/python}
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
+  --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
+  --keep ram:4 ram:8 bm25:4 bm25:8 full --xlabel "documents" --plot docs/nq-length-study-docs.png
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "9=$OUT/eval-nq20-pos9" \
+  --setting "19=$OUT/eval-nq20-pos19" --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
+  --keep ram:8 bm25:8 full --xlabel "gold position" --plot docs/nq-length-study-position.png
