@@ -19,11 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ram.eval.report import plot_accuracy_vs_setting
+from ram.eval.report import METHOD_ORDER as ORDER, plot_accuracy_vs_setting
 from ram.eval.runner import PREDICTIONS, read_predictions, summarize
 
-ORDER = ("closed-book", "gold-only", "full", "random", "bm25", "embedding", "ram-untrained", "ram",
-         "ram-close-only", "ram-all-skim")
 
 
 def _parse_setting(spec: str) -> tuple[str, list[Path]]:

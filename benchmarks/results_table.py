@@ -18,11 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ram.eval.report import plot_accuracy_vs_ratio
+from ram.eval.report import METHOD_ORDER as ORDER, plot_accuracy_vs_ratio
 from ram.eval.runner import PREDICTIONS, read_predictions, summarize
 
-ORDER = ("closed-book", "gold-only", "full", "random", "bm25", "embedding", "ram-untrained", "ram",
-         "ram-close-only", "ram-all-skim")
 
 
 def _split(spec: str) -> tuple[str, str]:

@@ -52,6 +52,12 @@ _COLUMNS = (
 )
 
 
+#: The order in which tables list methods: references first, then text baselines, then RAM and
+#: its ablations.
+METHOD_ORDER = ("closed-book", "gold-only", "full", "random", "bm25", "embedding", "ram-untrained", "ram",
+                "ram-close-only", "ram-all-skim")
+
+
 def _atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     target = atomic_write_bytes(path, data)
     logger.info("wrote %s (%d bytes)", target, len(data))
