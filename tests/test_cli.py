@@ -20,7 +20,7 @@ CONTEXT = (
 )
 DOCS = ["Charles Darwin wrote the origin of species in 1859.", "Paris is on the river Seine.", "Music and sport."]
 QUESTION = "Who wrote the origin of species?"
-SEGMENT_KEYS = {"index", "document", "start", "end", "tokens", "score", "kept"}
+SEGMENT_KEYS = {"index", "document", "start", "end", "tokens", "score", "kept", "dropped"}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,18 @@ def test_answer_json_and_text(capsys, model_dir: str, files: dict[str, str]) -> 
     assert json.loads(fast_out)["answer"] == data["answer"]
 
 
+def test_skim_share_reaches_ratios_beyond_all_skim(capsys, model_dir: str, files: dict[str, str]) -> None:
+    base = ["compress", "--context", files["context.txt"], "--question", QUESTION, "--ratio", "1000",
+            "--model", model_dir, "--format", "json"]
+    code, _, err = _run(capsys, base)
+    assert code == 2 and "max_skim_share" in err
+    code, out, err = _run(capsys, [*base, "--max-skim-share", "0.5"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["compressed_length"] <= -(-data["original_tokens"] // 1000)
+    assert data["dropped_segments"] >= len(data["segments"]) - data["compressed_length"]
+
+
 def test_compress_text_format(capsys, model_dir: str, files: dict[str, str]) -> None:
     code, out, err = _run(capsys, ["compress", "--context", files["docs.json"], "--question", QUESTION,
                                    "--ratio", "2", "--model", model_dir])
@@ -149,6 +161,7 @@ def test_context_from_json_documents(capsys, model_dir: str, files: dict[str, st
         ("context.txt", QUESTION, ["--ratio", "1000"], "largest attainable"),
         ("context.txt", QUESTION, ["--ratio", "abc"], "ratio"),
         ("context.txt", QUESTION, ["--keep-ratio", "1.5"], "keep_ratio"),
+        ("context.txt", QUESTION, ["--max-skim-share", "1.5"], "max_skim_share"),
         ("context.txt", QUESTION, ["--format", "yaml"], "format"),
     ],
 )

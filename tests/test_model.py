@@ -16,6 +16,7 @@ from ram.backbone import BackboneError, fingerprint
 from ram.model import ADAPTER_NAME, CONFIG_NAME, ModelError
 from ram.prompt import prompt_ids
 from ram.segment import DOCUMENT_SEPARATOR, InputError
+from ram.select import BudgetError
 
 SMALL = dict(encoder_layers=2, segment_tokens=8, word_snap_window=2)
 
@@ -141,7 +142,8 @@ def test_to_text_and_to_json(ram_llama: RAMModel) -> None:
     }
     assert data["target_ratio"] == 2.5 and data["text"] == text
     assert data["num_segments"] == len(cc.segments) and data["kept_segments"] == sum(s.kept for s in cc.segments)
-    assert set(data["segments"][0]) == {"index", "document", "start", "end", "tokens", "score", "kept"}
+    assert set(data["segments"][0]) == {"index", "document", "start", "end", "tokens", "score", "kept", "dropped"}
+    assert data["dropped_segments"] == 0
     assert {s["document"] for s in data["segments"]} == {0, 1, 2}
     assert set(data["timings"]) >= {"segment", "encode", "select", "skim", "assemble"}
     json.dumps(data)  # serialisable
@@ -181,6 +183,40 @@ def test_all_skim_and_close_only(ram: RAMModel) -> None:
     assert close.compressed_length == len(kept_ids)
     a, b = close.context_span
     assert torch.equal(close.inputs_embeds[0, a:b], _embed(ram, kept_ids))
+
+
+def test_skim_cap_drops_least_relevant_and_reaches_any_ratio(ram: RAMModel) -> None:
+    length = len(_ids(ram, CTX_LONG))
+    paper = ram.compress(CTX_LONG, QUESTION, ratio=3.0)
+    n = len(paper.segments)
+    hb = ram.hybrid([CTX_LONG], [QUESTION], ratio=3.0, max_skim_share=1.0)
+    assert torch.equal(hb.keep.cpu(), torch.tensor([s.kept for s in paper.segments]))
+    with pytest.raises(BudgetError, match="max_skim_share"):  # the paper's rule stops at the all-skim ratio
+        ram.compress(CTX_LONG, QUESTION, ratio=2.0 * length / n)
+    ratio = 2.0 * length / n  # budget: half the segment count
+    budget = math.ceil(length / ratio)
+    ram.config.max_skim_share = 0.5
+    try:
+        cc = ram.compress(CTX_LONG, QUESTION, ratio=ratio)
+    finally:
+        ram.config.max_skim_share = 1.0
+    dropped = [s for s in cc.segments if s.dropped]
+    skimmed = [s for s in cc.segments if not s.kept and not s.dropped]
+    kept = [s for s in cc.segments if s.kept]
+    assert dropped and len(skimmed) <= budget // 2
+    assert cc.compressed_length == sum(s.tokens for s in kept) + len(skimmed) <= budget
+    assert max(s.score for s in dropped) <= min(s.score for s in skimmed + kept) + 1e-6
+    assert "_" in cc.segment_map() and cc.to_json()["dropped_segments"] == len(dropped)
+    # kept tokens verbatim, skims one position each, dropped segments nowhere
+    ids, pos, offset = _ids(ram, CTX_LONG), cc.context_span[0], 0
+    for s in cc.segments:
+        if s.kept:
+            assert torch.equal(cc.inputs_embeds[0, pos : pos + s.tokens], _embed(ram, ids[offset : offset + s.tokens]))
+            pos += s.tokens
+        elif not s.dropped:
+            pos += 1
+        offset += s.tokens
+    assert pos == cc.context_span[1]
 
 
 def test_keep_ratio_mode(ram_llama: RAMModel) -> None:

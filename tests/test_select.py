@@ -14,6 +14,7 @@ from ram.select import (
     compressed_lengths,
     context_budget,
     max_ratio,
+    plan_segments,
     select_by_keep_ratio,
     select_segments,
 )
@@ -168,3 +169,79 @@ def test_keep_ratio_keeps_floor_p_n_top_scored(sizes: list[int], k_num: int, see
         top = sorted(mine.tolist(), key=lambda i: -float(scores[i]))[:expected]
         assert kept == set(top)
     assert int(keep[example == 0].sum()) == min(k_num, n0)
+
+
+def capped_reference(lengths: list[int], scores: list[float], ratio: float, share: float) -> tuple[list[bool], list[bool]]:
+    """Sequential (keep, skim) for ONE example with skims capped at floor(share * budget)."""
+    budget = math.ceil(sum(lengths) / ratio)
+    cap = math.floor(budget * share + 1e-9)
+    n = len(lengths)
+    by_score = sorted(range(n), key=lambda i: -scores[i])
+    keep = greedy_reference(lengths, scores, ratio) if n <= budget else None
+    if keep is None or n - sum(keep) > cap:
+        keep, close = [False] * n, budget - cap
+        for i in by_score:
+            if lengths[i] <= close:
+                keep[i] = True
+                close -= lengths[i]
+        allowed = cap
+    else:
+        allowed = n
+    skim, left = [False] * n, allowed
+    for i in by_score:
+        if not keep[i] and left > 0:
+            skim[i] = True
+            left -= 1
+    return keep, skim
+
+
+@SETTINGS
+@given(data=examples_st(), ratio=st.floats(1.0, 40.0), share=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]))
+def test_skim_cap_matches_reference_and_budget(data, ratio: float, share: float) -> None:
+    lengths, scores, example, num = data
+    counts = torch.bincount(example, minlength=num)
+    original = torch.zeros(num, dtype=torch.long).index_add_(0, example, lengths)
+    budget = [math.ceil(int(original[b]) / ratio) for b in range(num)]
+    if share == 1.0 and any(int(counts[b]) > budget[b] for b in range(num)):
+        with pytest.raises(BudgetError):  # the paper's rule: above the all-skim ratio
+            plan_segments(scores, lengths, example, num, ratio=ratio, max_skim_share=share)
+        return
+    keep, skim = plan_segments(scores, lengths, example, num, ratio=ratio, max_skim_share=share)
+    assert keep.dtype == skim.dtype == torch.bool and not bool((keep & skim).any())
+    cost = torch.where(keep, lengths, skim.long())
+    for b in range(num):
+        used = int(cost[example == b].sum())
+        assert used <= budget[b]  # any ratio is attainable once skims are capped
+        ref_keep, ref_skim = capped_reference(_split(lengths, example, b), _split(scores, example, b), ratio, share)
+        assert _split(keep, example, b) == ref_keep and _split(skim, example, b) == ref_skim
+        if int(skim[example == b].sum()) < int((~keep)[example == b].sum()):
+            event("some dropped")
+            assert int(skim[example == b].sum()) <= math.floor(budget[b] * share + 1e-9)
+            skimmed = scores[(example == b) & skim]
+            if len(skimmed):  # skims are the best of the segments not read
+                assert float(scores[(example == b) & ~keep & ~skim].max()) <= float(skimmed.min())
+
+
+def test_skim_cap_of_one_is_the_paper_rule() -> None:
+    torch.manual_seed(0)
+    lengths = torch.randint(5, 60, (40,))
+    scores = torch.rand(40)
+    example = torch.arange(40) // 10
+    for ratio in (2.0, 4.0, 8.0):
+        keep, skim = plan_segments(scores, lengths, example, 4, ratio=ratio, max_skim_share=1.0)
+        assert torch.equal(keep, select_segments(scores, lengths, example, 4, ratio=ratio))
+        assert torch.equal(skim, ~keep)
+
+
+def test_skim_cap_frees_room_for_close_reading() -> None:
+    # 20 segments of 50 tokens at 32x: budget 32; the paper's rule skims all 20 and reads none
+    lengths = torch.full((20,), 50)
+    scores = torch.linspace(0, 1, 20)
+    example = torch.zeros(20, dtype=torch.long)
+    keep, skim = plan_segments(scores, lengths, example, 1, ratio=1000 / 32, max_skim_share=1.0)
+    assert not bool(keep.any()) and bool(skim.all())
+    keep, skim = plan_segments(scores, lengths, example, 1, ratio=16.0, max_skim_share=0.2)  # budget 63, cap 12
+    assert keep.nonzero().flatten().tolist() == [19]  # the best segment, read in full
+    assert skim.nonzero().flatten().tolist() == list(range(7, 19))  # the next 12 as skims
+    with pytest.raises(BudgetError, match="max_skim_share"):
+        plan_segments(scores, lengths, example, 1, ratio=4.0, max_skim_share=1.5)

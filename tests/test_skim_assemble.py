@@ -136,6 +136,15 @@ def test_hybrid_context_close_only_drops_skimmed() -> None:
         assert torch.equal(out[1], embed(ids[4, :2]))
 
 
+def test_hybrid_context_explicit_skim_mask_drops_the_rest() -> None:
+    embed, ids, mask, lengths, example, keep, skim = _assembly_inputs()
+    only = torch.tensor([False, True, False, False, False, False])  # skim segment 1; drop 3 and 5
+    with torch.no_grad():
+        out = hybrid_context(ids, mask, keep, example, skim[:1], embed, 2, skim=only)
+        assert torch.equal(out[0], torch.cat([embed(ids[0, :3]), skim[:1], embed(ids[2, :4])]))
+        assert torch.equal(out[1], embed(ids[4, :2]))
+
+
 def test_hybrid_context_all_kept_is_plain_embedding() -> None:
     embed, ids, mask, lengths, example, _, _ = _assembly_inputs()
     keep = torch.ones(6, dtype=torch.bool)

@@ -16,16 +16,21 @@ def hybrid_context(
     skim_vectors: torch.Tensor | None,
     embed: nn.Module,
     num_examples: int,
+    skim: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Per example [C_b, H] context embeddings: each kept segment as its tokens, each skimmed
     one as its skim vector, in segment order. All segments of the batch in one scatter.
 
-    ids, mask: [N, S]; keep, example: [N]; skim_vectors: [N_skim, H] in segment order, or
-    None to drop skimmed segments altogether (the close-only ablation).
+    ids, mask: [N, S]; keep, example: [N]; skim: [N] bool, the skimmed segments (default: all
+    not kept; the others are dropped); skim_vectors: [N_skim, H] in segment order, or None to
+    drop every segment not kept (the close-only ablation).
     """
     lengths = mask.sum(1)
-    skim_cost = torch.ones_like(lengths) if skim_vectors is not None else torch.zeros_like(lengths)
-    cost = torch.where(keep, lengths, skim_cost)  # positions each segment takes
+    if skim_vectors is None:
+        skim = torch.zeros_like(keep)
+    elif skim is None:
+        skim = ~keep
+    cost = torch.where(keep, lengths, skim.long())  # positions each segment takes
     start = torch.cumsum(cost, 0) - cost  # [N] output offset of each segment
     total = int(cost.sum())
     token_mask = mask & keep[:, None]  # [N, S] kept real tokens
@@ -34,7 +39,7 @@ def hybrid_context(
     out = token_emb.new_zeros(total, token_emb.shape[1])
     out = out.index_copy(0, token_pos, token_emb)
     if skim_vectors is not None:
-        out = out.index_copy(0, start[~keep], skim_vectors.to(out.dtype))
+        out = out.index_copy(0, start[skim], skim_vectors.to(out.dtype))
     per_example = torch.zeros(num_examples, dtype=torch.long, device=ids.device).index_add_(0, example, cost)
     return list(torch.split(out, per_example.tolist()))
 

@@ -7,6 +7,7 @@ before anything is written to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -84,12 +85,22 @@ def load_model(name: str) -> Any:
     return model
 
 
+def set_skim_share(model: Any, share: float | None) -> None:
+    """Apply ``--max-skim-share`` (validated by RAMConfig)."""
+    if share is not None:
+        try:
+            model.config = dataclasses.replace(model.config, max_skim_share=share)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
     question = check_question(args.question)
     check_ratio(args.ratio)
     context = read_context(args.context)
     model = load_model(args.model)
+    set_skim_share(model, args.max_skim_share)
     keep_ratio = args.keep_ratio
     ratio = None if keep_ratio is not None else args.ratio
     if answer:
@@ -161,6 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} is not a demo file ({err})") from err
     model = load_model(args.model)
     model.decode_engine = args.engine
+    set_skim_share(model, args.max_skim_share)
     print(f"model: {args.model} ({'trained' if model.trained else 'untrained'} RAM on {model.config.backbone}); "
           f"{len(docs)} documents, {len(questions)} questions, target ratio {args.ratio:g}x\n")
     hits = 0.0
@@ -214,6 +226,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 ENGINE_HELP = ("decoding: hf = transformers generate; fast = static KV cache, one fixed-shape step "
                "(CUDA graphs on a GPU); same greedy answers")
+SKIM_SHARE_HELP = ("largest share of the position budget for skim vectors, in [0, 1]; the least relevant "
+                   "segments beyond it are dropped, leaving room to close-read at high ratios "
+                   "(default: the model's, 1.0 = the paper)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--keep-ratio", type=float, default=None, help="paper mode: share of segments close-read")
         p.add_argument("--model", default="default", help="'default', a built-in backbone, or a RAM directory")
         p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
         if answer:
             p.add_argument("--max-new-tokens", type=int, default=32)
             p.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
@@ -243,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="default")
     demo.add_argument("--max-new-tokens", type=int, default=32)
     demo.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
+    demo.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
     demo.add_argument("--full", action="store_true", help="also time the full prompt on the first question")
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     nq = data.add_parser("nq-multidoc", help="NQ multi-document contexts from the shared NQ-open file")

@@ -19,6 +19,7 @@ class Segment:
     tokens: int
     score: float
     kept: bool
+    dropped: bool = False  # neither read nor skimmed (skims capped by max_skim_share)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +30,7 @@ class Segment:
             "tokens": self.tokens,
             "score": round(self.score, 6),
             "kept": self.kept,
+            "dropped": self.dropped,
         }
 
 
@@ -54,13 +56,14 @@ class CompressedContext:
     def compressed_length(self) -> int:
         return self.context_span[1] - self.context_span[0]
 
-    def segment_map(self, read: str = "#", skim: str = ".") -> str:
-        """One character per segment (``#`` close-read, ``.`` skimmed), ``|`` between documents."""
+    def segment_map(self, read: str = "#", skim: str = ".", drop: str = "_") -> str:
+        """One character per segment (``#`` close-read, ``.`` skimmed, ``_`` dropped), ``|``
+        between documents."""
         out: list[str] = []
         for i, seg in enumerate(self.segments):
             if i and seg.document != self.segments[i - 1].document:
                 out.append("|")
-            out.append(read if seg.kept else skim)
+            out.append(read if seg.kept else drop if seg.dropped else skim)
         return "".join(out)
 
     def to_text(self) -> str:
@@ -87,6 +90,7 @@ class CompressedContext:
             "keep_ratio": self.stats.get("keep_ratio"),
             "achieved_ratio": self.stats["achieved_ratio"],
             "kept_segments": sum(s.kept for s in self.segments),
+            "dropped_segments": sum(s.dropped for s in self.segments),
             "num_segments": len(self.segments),
             "segments": [s.to_dict() for s in self.segments],
             "text": self.to_text(),

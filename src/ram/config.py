@@ -27,6 +27,10 @@ class RAMConfig:
         instruction: text placed before the context in the chat format.
         skim_marker: what a skimmed segment looks like in the text view.
         word_snap_window: how far (tokens) a segment cut may move back to land on a word start.
+        max_skim_share: the largest share of a ratio's position budget that skim vectors may
+            take; beyond it the lowest-scored segments are dropped so that close reading keeps
+            the rest (1.0 = the paper: every segment not read is skimmed). Below 1 it also makes
+            ratios above the all-skim limit attainable.
     """
 
     backbone: str = "smollm2-135m"
@@ -42,6 +46,7 @@ class RAMConfig:
     )
     skim_marker: str = " [...] "
     word_snap_window: int = 8
+    max_skim_share: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -56,6 +61,8 @@ class RAMConfig:
             raise ValueError(
                 f"max_batch_tokens ({self.max_batch_tokens}) must be >= segment_tokens ({self.segment_tokens})"
             )
+        if not 0.0 <= self.max_skim_share <= 1.0:
+            raise ValueError(f"max_skim_share must be in [0, 1], got {self.max_skim_share}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if not 0 <= self.word_snap_window < max(1, self.segment_tokens // 2):

@@ -25,7 +25,7 @@ from .config import RAMConfig
 from .encoder import build_encoder, encode_question_and_segments
 from .prompt import prompt_ids
 from .segment import InputError, SegmentedBatch, normalize_context, segment_batch
-from .select import select_segments
+from .select import plan_segments
 from .skim import SkimPooler, masked_mean
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class HybridBatch:
     question_mean: torch.Tensor | None = None  # [B, H]
     segment_mean: torch.Tensor | None = None  # [N, H]
     timings: dict[str, float] = field(default_factory=dict)
+    skim: torch.Tensor | None = None  # [N] bool skimmed; neither kept nor skimmed = dropped (None: ~keep)
 
 
 @contextmanager
@@ -313,10 +314,13 @@ class RAMModel(nn.Module):
         keep_ratio: float | None = None,
         mode: str = "ram",
         keep: torch.Tensor | None = None,
+        max_skim_share: float | None = None,
     ) -> HybridBatch:
         """One batched pass. ``mode``: ``ram`` (score + select + skim), ``full`` (keep all, no
         encoder), ``all-skim`` (skim everything), ``close-only`` (selected segments only, skims
-        dropped). ``keep`` overrides the selection (e.g. a baseline's choice)."""
+        dropped). ``keep`` overrides the selection (e.g. a baseline's choice).
+        ``max_skim_share`` overrides ``config.max_skim_share`` for this call."""
+        share = self.config.max_skim_share if max_skim_share is None else max_skim_share
         timings: dict[str, float] = {}
         docs = self._validate(contexts, questions)
         self.tokenizer.padding_side = "right"
@@ -328,6 +332,7 @@ class RAMModel(nn.Module):
             example = seg.example.to(self.device)
         num = seg.num_examples
         q_mean = s_mean = hidden = None
+        skim: torch.Tensor | None = None  # [N] bool; None: every segment not kept
         scores = torch.full((seg.num_segments,), float("nan"), device=self.device)
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -344,37 +349,42 @@ class RAMModel(nn.Module):
                 if keep is None and mode == "all-skim":
                     keep = torch.zeros_like(example, dtype=torch.bool)
                 elif keep is None:
-                    keep = select_segments(
-                        scores.detach().cpu(), seg.lengths, seg.example, num, ratio=ratio, keep_ratio=keep_ratio
-                    ).to(self.device)
+                    keep, skim = plan_segments(
+                        scores.detach().cpu(), seg.lengths, seg.example, num, ratio=ratio, keep_ratio=keep_ratio,
+                        max_skim_share=share,
+                    )
+                    keep, skim = keep.to(self.device), skim.to(self.device)
         keep = keep.to(self.device)
+        skim = ~keep if skim is None else skim
         embed = self.decoder.get_input_embeddings()
         with _timed(timings, "skim"):
-            skimmed = ~keep
             if mode == "close-only":
                 vectors = None  # ablation: skimmed segments vanish
-            elif bool(skimmed.any()):
-                vectors = self.skim(hidden[skimmed], mask[skimmed], q_mean[example[skimmed]])
+                skim = torch.zeros_like(keep)
+            elif bool(skim.any()):
+                vectors = self.skim(hidden[skim], mask[skim], q_mean[example[skim]])
             else:
                 vectors = embed.weight.new_zeros(0, embed.weight.shape[1])
         with _timed(timings, "assemble"):
-            contexts_emb = hybrid_context(ids, mask, keep, example, vectors, embed, num)
+            contexts_emb = hybrid_context(ids, mask, keep, example, vectors, embed, num, skim=skim)
             prompts, spans = [], []
             for b, question in enumerate(questions):
                 pre, post = prompt_ids(self.tokenizer, question, self.config.prompt_format, self.config.instruction)
                 prompt, span = with_prompt(contexts_emb[b], pre, post, embed)
                 prompts.append(prompt)
                 spans.append(span)
-        return HybridBatch(seg, scores, keep, prompts, spans, q_mean, s_mean, timings)
+        return HybridBatch(seg, scores, keep, prompts, spans, q_mean, s_mean, timings, skim)
 
     # ------------------------------------------------------------------ public API
     def _records(self, hb: HybridBatch, docs: list[list[str]], questions: Sequence[str], ratio: float | None, keep_ratio: float | None) -> list[CompressedContext]:
         seg = hb.segments
         example = seg.example.tolist()
-        fields = zip(example, seg.document.tolist(), seg.start.tolist(), seg.end.tolist(), seg.lengths.tolist(), hb.scores.detach().float().cpu().tolist(), hb.keep.cpu().tolist())
+        dropped = (~hb.keep & ~hb.skim if hb.skim is not None else torch.zeros_like(hb.keep)).cpu().tolist()
+        fields = zip(example, seg.document.tolist(), seg.start.tolist(), seg.end.tolist(), seg.lengths.tolist(),
+                     hb.scores.detach().float().cpu().tolist(), hb.keep.cpu().tolist(), dropped)
         per_example: list[list[Segment]] = [[] for _ in questions]
-        for ex, doc, start, end, tokens, score, kept in fields:
-            per_example[ex].append(Segment(len(per_example[ex]), doc, start, end, tokens, score, kept))
+        for ex, doc, start, end, tokens, score, kept, gone in fields:
+            per_example[ex].append(Segment(len(per_example[ex]), doc, start, end, tokens, score, kept, gone))
         original = seg.original_tokens().tolist()
         out = []
         for b, question in enumerate(questions):

@@ -4,6 +4,12 @@ A target ratio r gives each context B = ceil(L / r) decoder positions. Keeping s
 costs its n_i tokens, skimming it costs one position, so a keep set K costs
 sum_{i in K} n_i + (N - |K|). Segments are taken in score order while they fit; one that
 does not fit is skipped and smaller, lower-scored ones may still fit.
+
+Beyond the paper, skim vectors may be capped at a share s of the budget (``max_skim_share``):
+where the rule above would leave more than floor(s * B) skims, segments are close-read under
+B - floor(s * B) positions instead, the best-scored floor(s * B) of the rest are skimmed and
+the others dropped. At high ratios over many short segments this keeps room for close reading
+(otherwise nearly every position goes to skims) and makes any ratio attainable.
 """
 
 from __future__ import annotations
@@ -94,6 +100,60 @@ def compressed_lengths(keep: torch.Tensor, lengths: torch.Tensor, example: torch
     return torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, cost)
 
 
+def cap_skims(
+    scores: torch.Tensor,
+    lengths: torch.Tensor,
+    example: torch.Tensor,
+    budget: torch.Tensor,
+    max_skim_share: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N] bool (keep, skim) masks under per-example budgets with skims capped at
+    floor(max_skim_share * budget) positions; segments in neither mask are dropped."""
+    if not 0.0 <= max_skim_share <= 1.0:
+        raise BudgetError(f"max_skim_share must be in [0, 1], got {max_skim_share!r}")
+    num_examples = budget.shape[0]
+    counts = torch.bincount(example, minlength=num_examples)
+    cap = torch.floor(budget.double() * max_skim_share + 1e-9).long()  # [B] skim positions allowed
+    # the paper's rule (where it has a solution; elsewhere the cap decides anyway)
+    keep = select_by_budget(scores, lengths, example, torch.maximum(budget, counts))
+    skims = counts - torch.zeros_like(counts).index_add_(0, example, keep.long())
+    binding = (skims > cap) | (counts > budget)
+    if bool(binding.any()):
+        # close-read under B - cap (a dropped segment costs 0 here: lengths + 1, budget + count)
+        capped = select_by_budget(scores, lengths + 1, example, budget - cap + counts)
+        keep = torch.where(binding[example], capped, keep)
+    # skim the best-scored non-kept segments (kept ones rank last), up to the cap where it binds
+    order = _rank_within_example(torch.where(keep, torch.full_like(scores, -math.inf), scores), example)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(example)
+    rank[order] = torch.arange(len(order), device=example.device) - first[example[order]]
+    allowed = torch.where(binding, cap, counts)
+    skim = ~keep & (rank < allowed[example])
+    return keep, skim
+
+
+def plan_segments(
+    scores: torch.Tensor,
+    lengths: torch.Tensor,
+    example: torch.Tensor,
+    num_examples: int,
+    ratio: float | None = None,
+    keep_ratio: float | None = None,
+    max_skim_share: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep, skim) masks: :func:`select_segments`, with skims capped at ``max_skim_share`` of
+    the budget when a ratio is given (1.0 = the paper: every segment not kept is skimmed)."""
+    if not 0.0 <= max_skim_share <= 1.0:
+        raise BudgetError(f"max_skim_share must be in [0, 1], got {max_skim_share!r}")
+    if ratio is None or max_skim_share == 1.0:
+        keep = select_segments(scores, lengths, example, num_examples, ratio=ratio, keep_ratio=keep_ratio)
+        return keep, ~keep
+    if keep_ratio is not None:
+        raise BudgetError("give exactly one of ratio or keep_ratio")
+    original = torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, lengths)
+    return cap_skims(scores, lengths, example, context_budget(original, ratio), max_skim_share)
+
+
 def select_segments(
     scores: torch.Tensor,
     lengths: torch.Tensor,
@@ -117,6 +177,6 @@ def select_segments(
         raise BudgetError(
             f"ratio {ratio:g} is not attainable for context {b}: {int(original[b])} tokens in "
             f"{int(counts[b])} segments; the largest attainable ratio is {best:.2f} (all skimmed). "
-            "Use a lower ratio or longer segments."
+            "Use a lower ratio, longer segments, or max_skim_share < 1 (drop the least relevant skims)."
         )
     return select_by_budget(scores, lengths, example, budget)

@@ -29,7 +29,7 @@ DOCS = [
     "Documents about history, science, sport, music and geography.",
 ]
 QUESTION = "Who wrote the origin of species?"
-ALL = {"closed-book", "full", "gold-only", "ram", "ram-untrained", "ram-all-skim", "ram-close-only",
+ALL = {"closed-book", "full", "gold-only", "ram", "ram-untrained", "ram-all-skim", "ram-close-only", "ram-skim-cap",
        "random", "bm25", "embedding"}
 
 
@@ -133,6 +133,15 @@ def test_ram_variants(models: Models) -> None:
         assert u.context_tokens <= r.original_tokens
     with pytest.raises(ValueError, match="needs a compression ratio"):
         METHODS["ram"](models).run(examples, None, 3)
+    # skims capped at a quarter of the budget: fine where the cap does not bind, and a ratio
+    # beyond the all-skim limit still works (the least relevant segments are dropped)
+    capped = METHODS["ram-skim-cap"](models).run(examples, 2.0, 3)
+    for r, c in zip(ram, capped):
+        assert c.context_tokens <= -(-r.original_tokens // 2)
+        if r.num_segments - len(r.kept_segments) <= -(-r.original_tokens // 2) // 4:  # the cap does not bind
+            assert c.kept_segments == r.kept_segments and c.context_tokens == r.context_tokens
+    far = METHODS["ram-skim-cap"](models).run(examples, 1000.0, 3)
+    assert all(o.context_tokens <= -(-o.original_tokens // 1000) for o in far)
 
 
 def test_full_and_gold_only(models: Models) -> None:

@@ -429,13 +429,15 @@ class RAM(Method):
     def model(self) -> RAMModel:
         return self.models.ram
 
+    max_skim_share: ClassVar[float | None] = None  # None: the model's config
+
     def run(self, examples: Sequence[Example], ratio: float | None, max_new_tokens: int = 32) -> list[MethodOutput]:
         ratio = self._need_ratio(ratio) if self.uses_ratio else None
         model = self.model()
         started = time.perf_counter()
         with torch.inference_mode():
             hb = model.hybrid([e.documents for e in examples], [e.question for e in examples],
-                              ratio=ratio, mode=self.mode)
+                              ratio=ratio, mode=self.mode, max_skim_share=self.max_skim_share)
         outs = _outputs_from_hybrid(model, hb, max_new_tokens, started)
         if self.sets_targets and ratio is not None:
             for e, out in zip(examples, outs):
@@ -460,6 +462,16 @@ class RAMAllSkim(RAM):
     mode = "all-skim"
     uses_ratio = False
     description = "every segment as one skim vector (--model)"
+
+
+class RAMSkimCap(RAM):
+    """RAM with skim vectors capped at a quarter of the budget (``max_skim_share=0.25``): the
+    least relevant segments are dropped so that close reading keeps three quarters."""
+
+    name = "ram-skim-cap"
+    sets_targets = False
+    max_skim_share = 0.25
+    description = "RAM with skims capped at 1/4 of the budget, the least relevant dropped (--model)"
 
 
 class RAMCloseOnly(RAM):
@@ -564,6 +576,7 @@ METHODS: dict[str, type[Method]] = {
     "ram-untrained": RAMUntrained,
     "ram-all-skim": RAMAllSkim,
     "ram-close-only": RAMCloseOnly,
+    "ram-skim-cap": RAMSkimCap,
     "random": RandomSelection,
     "bm25": BM25Selection,
     "embedding": EmbeddingSelection,

@@ -54,7 +54,7 @@ _COLUMNS = (
 
 #: The order in which tables list methods: references first, then text baselines, then RAM and
 #: its ablations.
-METHOD_ORDER = ("closed-book", "gold-only", "full", "random", "bm25", "embedding", "ram-untrained", "ram",
+METHOD_ORDER = ("closed-book", "gold-only", "full", "random", "bm25", "embedding", "ram-untrained", "ram", "ram-skim-cap",
                 "ram-close-only", "ram-all-skim")
 
 
