@@ -217,3 +217,15 @@ def test_embedding_baseline(models: Models) -> None:
     outs = EmbeddingSelection(models).run(examples, 2.0, max_new_tokens=3)
     for o in outs:
         assert o.context_tokens <= o.target_tokens
+
+
+def test_eval_help_names_every_method() -> None:
+    import argparse
+
+    from ram.eval.command import add_eval_parser
+
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["eval"]
+    method_help = next(a.help for a in sub._actions if "--method" in a.option_strings)
+    assert {m.strip() for m in method_help.split(",")} == set(METHODS)

@@ -35,7 +35,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="keep only questions of this hash split (the split ram train uses)")
     p.add_argument("--method", nargs="+", required=True, metavar="METHOD",
                    help="closed-book, full, gold-only, ram, ram-untrained, ram-all-skim, ram-close-only, "
-                        "random, bm25, embedding")
+                        "ram-skim-cap, random, bm25, embedding")
     p.add_argument("--ratio", nargs="+", type=float, default=list(DEFAULT_RATIOS), metavar="R",
                    help="compression ratios for methods that take one (default: 4 8)")
     p.add_argument("--model", default="default", help="'default', a built-in backbone, or a RAM directory")
