@@ -121,7 +121,7 @@ def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
     lines += [
         f"ratio: {cc.stats['achieved_ratio']:.2f}x achieved ({target}): {cc.stats['original_tokens']} context tokens "
         f"-> {cc.compressed_length} positions; {kept}/{len(cc.segments)} segments close-read",
-        f"map: {cc.segment_map()}   (# close-read, . skimmed, | document boundary)",
+        f"map: {cc.segment_map()}   (# close-read, . skimmed, _ dropped, | document boundary)",
         "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in payload["timings"].items()),
     ]
     if not answer:
@@ -184,9 +184,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         total += ans.timings["total"]
         cc = ans.compressed
         gold_doc = item.get("document")
-        read = any(s.kept for s in cc.segments if s.document == gold_doc)
+        gold = [s for s in cc.segments if s.document == gold_doc]
+        how = "close-read" if any(s.kept for s in gold) else "dropped" if gold and all(s.dropped for s in gold) else "skimmed"
         print(f"Q: {item['question']}\n   gold: {' | '.join(item['answers'])} (document {gold_doc}, "
-              f"{'close-read' if read else 'skimmed'})\n   RAM:  {ans.text}  [{'correct' if hit else 'wrong'}]\n"
+              f"{how})\n   RAM:  {ans.text}  [{'correct' if hit else 'wrong'}]\n"
               f"   {cc.stats['original_tokens']} tokens -> {cc.compressed_length} positions "
               f"({cc.stats['achieved_ratio']:.2f}x), {ans.timings['total']:.1f}s\n   map: {cc.segment_map()}\n")
     print(f"substring accuracy {hits / len(questions):.2f} over {len(questions)} questions; {total:.1f}s in all")
