@@ -48,13 +48,13 @@ class HybridBatch:
 
     segments: SegmentedBatch
     scores: torch.Tensor  # [N] cosine(question, segment); NaN when not scored
-    keep: torch.Tensor  # [N] bool
+    keep: torch.Tensor  # [N] bool close-read
+    skim: torch.Tensor  # [N] bool skimmed; neither kept nor skimmed = dropped
     prompts: list[torch.Tensor]  # per example [T_b, H] decoder inputs
     context_spans: list[tuple[int, int]]
     question_mean: torch.Tensor | None = None  # [B, H]
     segment_mean: torch.Tensor | None = None  # [N, H]
     timings: dict[str, float] = field(default_factory=dict)
-    skim: torch.Tensor | None = None  # [N] bool skimmed; neither kept nor skimmed = dropped (None: ~keep)
 
 
 @contextmanager
@@ -373,13 +373,13 @@ class RAMModel(nn.Module):
                 prompt, span = with_prompt(contexts_emb[b], pre, post, embed)
                 prompts.append(prompt)
                 spans.append(span)
-        return HybridBatch(seg, scores, keep, prompts, spans, q_mean, s_mean, timings, skim)
+        return HybridBatch(seg, scores, keep, skim, prompts, spans, q_mean, s_mean, timings)
 
     # ------------------------------------------------------------------ public API
     def _records(self, hb: HybridBatch, docs: list[list[str]], questions: Sequence[str], ratio: float | None, keep_ratio: float | None) -> list[CompressedContext]:
         seg = hb.segments
         example = seg.example.tolist()
-        dropped = (~hb.keep & ~hb.skim if hb.skim is not None else torch.zeros_like(hb.keep)).cpu().tolist()
+        dropped = (~hb.keep & ~hb.skim).cpu().tolist()
         fields = zip(example, seg.document.tolist(), seg.start.tolist(), seg.end.tolist(), seg.lengths.tolist(),
                      hb.scores.detach().float().cpu().tolist(), hb.keep.cpu().tolist(), dropped)
         per_example: list[list[Segment]] = [[] for _ in questions]

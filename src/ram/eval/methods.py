@@ -425,11 +425,10 @@ class RAM(Method):
     mode: ClassVar[str] = "ram"
     sets_targets: ClassVar[bool] = True  # its lengths are the text baselines' budgets
     description = "RAM: close-read + skim vectors (--model)"
+    max_skim_share: ClassVar[float | None] = None  # None: the model's config
 
     def model(self) -> RAMModel:
         return self.models.ram
-
-    max_skim_share: ClassVar[float | None] = None  # None: the model's config
 
     def run(self, examples: Sequence[Example], ratio: float | None, max_new_tokens: int = 32) -> list[MethodOutput]:
         ratio = self._need_ratio(ratio) if self.uses_ratio else None
