@@ -48,7 +48,8 @@ HOTPOT_CAP[-1]="$OUT/eval-hotpot-cap"
 "$RAM" eval "${LEVAL[@]}" --method full --limit 4     # 8k-token prefills: slow on CPU
 
 # 5. CPU latency of the default model: full prompt vs RAM, stage by stage (run on an idle machine)
-"$RAM" bench --shape default --lengths 1024 2048 4096 --ratios 8 32 --engine hf --new-tokens 16 \
+#    (both engines; the fast step compiles during the warm-up)
+"$RAM" bench --shape default --lengths 1024 2048 4096 8000 --ratios 8 32 --engine hf fast --new-tokens 16 \
   --repeats 2 --warmup 1 --cached --out "$OUT/bench-cpu"
 
 # 6. Length study: 10 and 40 documents, and the gold document at a fixed position (first, middle,

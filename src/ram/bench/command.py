@@ -37,7 +37,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         "with FlexAttention for one-token steps (measured 2.6x slower than fast on an H200; kept "
                         "for comparison) (several: one file each)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="fast engine without torch.compile (eager step; advisable on CPU)")
+                   help="fast engine without torch.compile (eager step, no compile wait; compiled decodes "
+                        "faster on CPU too, see docs/results.md)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run (EOS ignored)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (medians are reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per setting first (compilation happens here)")
