@@ -21,7 +21,8 @@ RAMNQ=("${NQ[@]}" --model default --out "$OUT/eval-nq300")
 "$RAM" eval "${RAMNQ[@]}" --method ram --ratio 2
 "$RAM" eval "${RAMNQ[@]}" --method ram-close-only --ratio 4 8
 "$RAM" eval "${RAMNQ[@]}" --method ram-all-skim
-"$RAM" eval "${RAMNQ[@]}" --method ram-close-only --ratio 2 16 32
+"$RAM" eval "${RAMNQ[@]}" --method ram-close-only --ratio 16 32
+"$RAM" eval "${RAMNQ[@]}" --method ram-close-only ram-untrained --ratio 2
 # the skim cap (max_skim_share 0.25) where it binds; its own folder, as it ran beside the others
 "$RAM" eval "${NQ[@]}" --model default --method ram-skim-cap --ratio 16 32 --out "$OUT/eval-nq300-cap"
 # 2. baselines on the same questions (none of them uses the adapter; text baselines are held to
@@ -33,8 +34,8 @@ BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 "$RAM" eval "${BASE[@]}" --method bm25 --ratio 16 32 2
 "$RAM" eval "${BASE[@]}" --method random --ratio 4 8
 "$RAM" eval "${BASE[@]}" --method ram-untrained --ratio 4 8
-"$RAM" eval "${BASE[@]}" --method embedding random --ratio 16 32 2
-"$RAM" eval "${BASE[@]}" --method ram-untrained --ratio 16 32 2
+"$RAM" eval "${BASE[@]}" --method embedding random ram-untrained --ratio 16 32
+"$RAM" eval "${BASE[@]}" --method embedding random --ratio 2
 
 # 3. HotpotQA distractor, first 100 dev questions
 "$RAM" eval "${HOTPOT[@]}" --method ram bm25 --ratio 4 8 2 16 32
@@ -42,6 +43,11 @@ BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
 HOTPOT_CAP=("${HOTPOT[@]}")
 HOTPOT_CAP[-1]="$OUT/eval-hotpot-cap"
 "$RAM" eval "${HOTPOT_CAP[@]}" --method ram-skim-cap --ratio 16 32
+HOTPOT_BASE=("${HOTPOT[@]}")
+HOTPOT_BASE[-1]="$OUT/eval-hotpot-base"
+"$RAM" eval "${HOTPOT_BASE[@]}" --method ram-all-skim
+"$RAM" eval "${HOTPOT_BASE[@]}" --method random embedding ram-untrained ram-close-only --ratio 4 8 16 32
+"$RAM" eval "${HOTPOT_BASE[@]}" --method random embedding ram-untrained ram-close-only --ratio 2
 
 # 4. L-Eval natural_question: 35k-45k-token documents, beyond SmolLM2's 8k window
 "$RAM" eval "${LEVAL[@]}" --method ram --ratio 8 16 32
