@@ -57,6 +57,14 @@ HOTPOT_BASE[-1]="$OUT/eval-hotpot-base"
 #    (both engines; the fast step compiles during the warm-up)
 "$RAM" bench --shape default --lengths 1024 2048 4096 8000 --ratios 8 32 --engine hf fast --new-tokens 16 \
   --repeats 2 --warmup 1 --cached --out "$OUT/bench-cpu"
+# what a shallower encoder would buy at 4k (latency only: the shipped encoder cut to 4 layers is
+# untrained at that depth), against 8 layers in the same session
+for E in 4 8; do
+  "$RAM" bench --shape default --lengths 4096 --ratios 8 32 --engine hf --new-tokens 16 --repeats 2 \
+    --warmup 1 --encoder-layers "$E" --out "$OUT/bench-cpu-enc$E"
+done
+"$RAM" bench --shape default --lengths 4096 --ratios 8 32 --engine hf fast --new-tokens 16 --repeats 3 \
+  --warmup 1 --encoder-layers 4 --out "$OUT/bench-cpu-enc4b"
 
 # 6. Length study: 10 and 40 documents, and the gold document at a fixed position (first, middle,
 #    last) among 20, on the first 100 dev questions. RAM runs first in each folder, so the text
