@@ -216,6 +216,32 @@ def test_cmd_bench_writes_one_report_per_engine(tmp_path: Path, capsys):
     assert "| hf | full | 100 |" in capsys.readouterr().out
 
 
+def test_cmd_bench_times_a_saved_model_directory(tiny_llama_dir: Path, tmp_path: Path, capsys):
+    from ram import RAMModel
+
+    model = RAMModel.from_backbone(tiny_llama_dir, encoder_layers=2, segment_tokens=8, word_snap_window=2)
+    saved = model.save_pretrained(tmp_path / "trained")
+    text = tmp_path / "text.txt"
+    text.write_text("Paris is the capital of France. Photosynthesis converts light into energy. " * 5)
+    out = tmp_path / "bench"
+    args = _args("--model", str(saved), "--text", str(text), "--lengths", "64", "--ratios", "4", "--engine", "hf",
+                 "--new-tokens", "2", "--repeats", "1", "--warmup", "0", "--no-plot", "--out", str(out))
+    assert cmd_bench(args) == 0
+    data = json.loads((out / "model-cpu-hf.json").read_text())
+    assert data["settings"]["model"] == str(saved) and data["settings"]["encoder_layers"] == 2
+    assert data["settings"]["segment_tokens"] == 8  # the saved model's own, not the random shapes' 50
+    full, ram = data["rows"]
+    assert ram["decoder_input_tokens"] < full["decoder_input_tokens"] and ram["tokenize_s"] > 0
+
+
+def test_cmd_bench_model_errors(tmp_path: Path):
+    with pytest.raises(ValueError, match="not a saved RAM model"):
+        cmd_bench(_args("--model", str(tmp_path), "--out", str(tmp_path / "o")))
+    with pytest.raises(ValueError, match="--model or --shape"):
+        cmd_bench(_args("--model", str(tmp_path), "--shape", "tiny", "--out", str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

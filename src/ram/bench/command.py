@@ -30,6 +30,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("--shape", default="default",
                    help=f"'default' (the offline RAM model on real text) or a random-weight shape: {', '.join(SHAPES)}")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="a saved RAM directory (from ram train or save_pretrained) to time instead of --shape, "
+                        "on real text like 'default'")
     p.add_argument("--lengths", type=int, nargs="+", default=DEFAULT_LENGTHS, metavar="L", help="context lengths in tokens")
     p.add_argument("--ratios", type=float, nargs="+", default=DEFAULT_RATIOS, metavar="R", help="RAM compression ratios")
     p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex}",
@@ -70,6 +73,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .latency import check_settings, machine_info, make_subject, markdown_table, resolve_device, resolve_dtype
     from .latency import measure_bandwidth, mode_label, run_bench, write_json, write_report
 
+    from .latency import MODEL_PREFIX
+
+    if args.model is not None:
+        if args.shape != "default":
+            raise ValueError("give --model or --shape, not both")
+        args.shape = MODEL_PREFIX + str(args.model)
+    label = "model" if args.model is not None else args.shape  # names the output files
     engines = list(dict.fromkeys(args.engine))
     for engine in engines:
         if engine not in ENGINES:
@@ -96,15 +106,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if bandwidth is None and device.type == "cuda":
         bandwidth = measure_bandwidth(device)
     machine["bandwidth_gbs"] = bandwidth
-    print(f"{args.shape}: built in {subject.build_s:.1f}s on {machine.get('gpu') or machine['cpu']} "
+    print(f"{label}: built in {subject.build_s:.1f}s on {machine.get('gpu') or machine['cpu']} "
           f"({str(dtype).replace('torch.', '')}, encoder {subject.encoder_layers} layers, "
           f"segments of {subject.segment_tokens})", file=sys.stderr)
     for engine in engines:
         compile_ = bool(args.compile) and engine.startswith("fast")
-        stem = f"{args.shape}-{device.type}-{engine}{'' if compile_ or engine == 'hf' else '-eager'}"
+        stem = f"{label}-{device.type}-{engine}{'' if compile_ or engine == 'hf' else '-eager'}"
         stem += "-cenc" if args.compile_encoder else ""
         settings = {
-            "shape": args.shape, "lengths": args.lengths, "ratios": args.ratios, "engine": engine,
+            "shape": label, "model": None if args.model is None else str(args.model), "lengths": args.lengths, "ratios": args.ratios, "engine": engine,
             "compile": compile_, "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup,
             "device": str(device), "dtype": str(dtype).replace("torch.", ""), "encoder_layers": subject.encoder_layers,
             "segment_tokens": subject.segment_tokens, "seed": args.seed, "model_build_s": subject.build_s,

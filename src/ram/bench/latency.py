@@ -46,6 +46,7 @@ from .shapes import SHAPES, build_random_model, shape_config
 
 logger = logging.getLogger(__name__)
 
+MODEL_PREFIX = "model:"  # shape string for a saved RAM directory: "model:runs/x/final"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEMO_FILE = Path(__file__).resolve().parents[3] / "examples" / "demo.json"
 STAGES = ("tokenize_s", "encode_s", "compress_other_s", "prefill_s", "decode_s", "e2e_s")
@@ -95,7 +96,13 @@ def check_settings(
     warmup: int, segment_tokens: int | None,
 ) -> None:
     """Cheap checks before any model is built (ValueError with a message for the user)."""
-    if isinstance(shape, str) and shape != "default" and shape not in SHAPES:
+    if isinstance(shape, str) and shape.startswith(MODEL_PREFIX):
+        from ..model import CONFIG_NAME
+
+        folder = Path(shape.removeprefix(MODEL_PREFIX)).expanduser()
+        if not (folder / CONFIG_NAME).is_file():
+            raise ValueError(f"{folder} is not a saved RAM model (no {CONFIG_NAME}; make one with ram train)")
+    elif isinstance(shape, str) and shape != "default" and shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known shapes: default, {', '.join(SHAPES)}")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -199,17 +206,20 @@ def make_subject(
     text: str | None = None,
     seed: int = 0,
 ) -> Subject:
-    """A random-weight shape by name, ``"default"`` (the offline RAM model), or a RAMModel."""
+    """A random-weight shape by name, ``"default"`` (the offline RAM model), ``"model:DIR"`` (a saved
+    RAM directory, e.g. from ``ram train``), or a RAMModel."""
     start = time.perf_counter()
     if not isinstance(shape_or_model, str):  # a RAMModel (duck-typed: decoder, encoder, skim, tokenizer)
         return _from_ram_model(shape_or_model, "model", encoder_layers, segment_tokens, text, 0.0)
-    if shape_or_model == "default":
+    if shape_or_model == "default" or shape_or_model.startswith(MODEL_PREFIX):
         from ..model import RAMModel
 
-        model = RAMModel.from_pretrained("default", dtype=dtype, device=device)
+        source = shape_or_model.removeprefix(MODEL_PREFIX)
+        model = RAMModel.from_pretrained(source, dtype=dtype, device=device)
         model.eval()
         model.merge_lora()  # inference deployment: the full prompt and RAM run on the same plain-speed decoder
-        return _from_ram_model(model, "default", encoder_layers, segment_tokens, text, time.perf_counter() - start)
+        name = "default" if source == "default" else "model"
+        return _from_ram_model(model, name, encoder_layers, segment_tokens, text, time.perf_counter() - start)
     config = shape_config(shape_or_model)
     layers = 8 if encoder_layers is None else encoder_layers
     if not 1 <= layers <= config.num_hidden_layers:
