@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test train-default clean
+.PHONY: install demo test train-default train-default-fast clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,3 +33,10 @@ train-default: $(STAMP)
 	$(BIN)/ram -v train --config configs/train-default.yaml
 	$(BIN)/ram -v train --config configs/train-default-decoder.yaml
 	$(BIN)/python -m ram.train.package runs/default-decoder --to src/ram/adapters/default
+
+# Reproduces the shipped `default-fast` adapter: the same two stages with a 4-layer encoder
+# (cheaper compression on CPU, weaker selection; numbers in docs/results.md).
+train-default-fast: $(STAMP)
+	$(BIN)/ram -v train --config configs/train-default.yaml --set encoder_layers=4 --out runs/enc4
+	$(BIN)/ram -v train --config configs/train-default-decoder.yaml --set encoder_layers=4 init_from=runs/enc4/final --out runs/enc4-decoder
+	$(BIN)/python -m ram.train.package runs/enc4-decoder --to src/ram/adapters/default-fast

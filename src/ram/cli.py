@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--question", required=True)
         p.add_argument("--ratio", type=float, default=4.0, help="target compression ratio (>= 1, exact)")
         p.add_argument("--keep-ratio", type=float, default=None, help="paper mode: share of segments close-read")
-        p.add_argument("--model", default="default", help="'default', a built-in backbone, or a RAM directory")
+        p.add_argument("--model", default="default", help="'default', 'default-fast', a built-in backbone, or a RAM directory")
         p.add_argument("--format", choices=("text", "json"), default="text")
         p.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
         if answer:

@@ -36,6 +36,9 @@ FORMAT_VERSION = 1
 MODES = ("ram", "full", "all-skim", "close-only")
 DECODE_ENGINES = ("hf", "fast")
 DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "default"
+# Trained adapters shipped in the package, by name: "default" (8-layer encoder) and "default-fast"
+# (4-layer encoder: faster compression on CPU, weaker selection; see each MODEL_CARD.md).
+SHIPPED_ADAPTERS = {"default": DEFAULT_ADAPTER, "default-fast": DEFAULT_ADAPTER.parent / "default-fast"}
 
 
 class ModelError(ValueError):
@@ -156,20 +159,22 @@ class RAMModel(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> "RAMModel":
-        """Load ``"default"``, a built-in backbone name (untrained), or a saved RAM directory."""
+        """Load a shipped adapter (``"default"``, ``"default-fast"``), a built-in backbone name
+        (untrained), or a saved RAM directory."""
         name = str(name_or_dir)
-        if name == "default":
-            if not (DEFAULT_ADAPTER / CONFIG_NAME).is_file():
-                logger.warning("notice: no trained RAM adapter ships yet; using the untrained RAM on smollm2-135m")
+        if name in SHIPPED_ADAPTERS:
+            path = SHIPPED_ADAPTERS[name]
+            if not (path / CONFIG_NAME).is_file():
+                logger.warning("notice: adapter %r is not installed; using the untrained RAM on smollm2-135m", name)
                 return cls.from_backbone("smollm2-135m", dtype=dtype, device=device)
-            path = DEFAULT_ADAPTER
         elif builtin_name(name) is not None:
             return cls.from_backbone(name, dtype=dtype, device=device)
         else:
             path = Path(name).expanduser()
         if not (path / CONFIG_NAME).is_file():
             raise ModelError(
-                f"{name!r} is not a RAM model: expected 'default', a built-in backbone name, or a "
+                f"{name!r} is not a RAM model: expected {' or '.join(map(repr, SHIPPED_ADAPTERS))}, a built-in "
+                "backbone name, or a "
                 f"directory with {CONFIG_NAME} (made by save_pretrained or ram train)"
             )
         try:

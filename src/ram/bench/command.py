@@ -30,9 +30,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("--shape", default="default",
                    help=f"'default' (the offline RAM model on real text) or a random-weight shape: {', '.join(SHAPES)}")
-    p.add_argument("--model", default=None, metavar="DIR",
-                   help="a saved RAM directory (from ram train or save_pretrained) to time instead of --shape, "
-                        "on real text like 'default'")
+    p.add_argument("--model", default=None, metavar="NAME|DIR",
+                   help="a shipped adapter (default-fast) or a saved RAM directory (from ram train or "
+                        "save_pretrained) to time instead of --shape, on real text like 'default'")
     p.add_argument("--lengths", type=int, nargs="+", default=DEFAULT_LENGTHS, metavar="L", help="context lengths in tokens")
     p.add_argument("--ratios", type=float, nargs="+", default=DEFAULT_RATIOS, metavar="R", help="RAM compression ratios")
     p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex}",
@@ -79,7 +79,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.shape != "default":
             raise ValueError("give --model or --shape, not both")
         args.shape = MODEL_PREFIX + str(args.model)
-    label = "model" if args.model is not None else args.shape  # names the output files
+    label = args.shape  # names the output files
+    if args.model is not None:
+        from ..model import SHIPPED_ADAPTERS
+
+        label = str(args.model) if str(args.model) in SHIPPED_ADAPTERS else "model"
     engines = list(dict.fromkeys(args.engine))
     for engine in engines:
         if engine not in ENGINES:

@@ -97,9 +97,10 @@ def check_settings(
 ) -> None:
     """Cheap checks before any model is built (ValueError with a message for the user)."""
     if isinstance(shape, str) and shape.startswith(MODEL_PREFIX):
-        from ..model import CONFIG_NAME
+        from ..model import CONFIG_NAME, SHIPPED_ADAPTERS
 
-        folder = Path(shape.removeprefix(MODEL_PREFIX)).expanduser()
+        source = shape.removeprefix(MODEL_PREFIX)
+        folder = SHIPPED_ADAPTERS.get(source) or Path(source).expanduser()
         if not (folder / CONFIG_NAME).is_file():
             raise ValueError(f"{folder} is not a saved RAM model (no {CONFIG_NAME}; make one with ram train)")
     elif isinstance(shape, str) and shape != "default" and shape not in SHAPES:
@@ -206,19 +207,19 @@ def make_subject(
     text: str | None = None,
     seed: int = 0,
 ) -> Subject:
-    """A random-weight shape by name, ``"default"`` (the offline RAM model), ``"model:DIR"`` (a saved
-    RAM directory, e.g. from ``ram train``), or a RAMModel."""
+    """A random-weight shape by name, ``"default"`` (the offline RAM model), ``"model:NAME|DIR"`` (a
+    shipped adapter such as ``default-fast``, or a saved RAM directory from ``ram train``), or a RAMModel."""
     start = time.perf_counter()
     if not isinstance(shape_or_model, str):  # a RAMModel (duck-typed: decoder, encoder, skim, tokenizer)
         return _from_ram_model(shape_or_model, "model", encoder_layers, segment_tokens, text, 0.0)
     if shape_or_model == "default" or shape_or_model.startswith(MODEL_PREFIX):
-        from ..model import RAMModel
+        from ..model import SHIPPED_ADAPTERS, RAMModel
 
         source = shape_or_model.removeprefix(MODEL_PREFIX)
         model = RAMModel.from_pretrained(source, dtype=dtype, device=device)
         model.eval()
         model.merge_lora()  # inference deployment: the full prompt and RAM run on the same plain-speed decoder
-        name = "default" if source == "default" else "model"
+        name = source if source in SHIPPED_ADAPTERS else "model"
         return _from_ram_model(model, name, encoder_layers, segment_tokens, text, time.perf_counter() - start)
     config = shape_config(shape_or_model)
     layers = 8 if encoder_layers is None else encoder_layers

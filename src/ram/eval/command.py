@@ -38,7 +38,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "ram-skim-cap, random, bm25, embedding")
     p.add_argument("--ratio", nargs="+", type=float, default=list(DEFAULT_RATIOS), metavar="R",
                    help="compression ratios for methods that take one (default: 4 8)")
-    p.add_argument("--model", default="default", help="'default', a built-in backbone, or a RAM directory")
+    p.add_argument("--model", default="default", help="'default', 'default-fast', a built-in backbone, or a RAM directory")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N examples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
