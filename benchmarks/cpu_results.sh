@@ -25,6 +25,10 @@ RAMNQ=("${NQ[@]}" --model default --out "$OUT/eval-nq300")
 "$RAM" eval "${RAMNQ[@]}" --method ram-close-only ram-untrained --ratio 2
 # the skim cap (max_skim_share 0.25) where it binds; its own folder, as it ran beside the others
 "$RAM" eval "${NQ[@]}" --model default --method ram-skim-cap --ratio 16 32 --out "$OUT/eval-nq300-cap"
+# the same questions with the `default-fast` adapter (4-layer encoder); its rows in docs/results.md
+# were made with --model runs/enc4-decoder/final, the run folder packaged byte for byte as default-fast
+"$RAM" eval "${NQ[@]}" --model default-fast --method ram --ratio 8 4 16 32 --out "$OUT/eval-nq300-fast"
+
 # 2. baselines on the same questions (none of them uses the adapter; text baselines are held to
 #    the shipped RAM's context length per question and ratio)
 BASE=("${NQ[@]}" --model default --out "$OUT/eval-nq20-dev")
@@ -48,6 +52,9 @@ HOTPOT_BASE[-1]="$OUT/eval-hotpot-base"
 "$RAM" eval "${HOTPOT_BASE[@]}" --method ram-all-skim
 "$RAM" eval "${HOTPOT_BASE[@]}" --method random embedding ram-untrained ram-close-only --ratio 4 8 16 32
 "$RAM" eval "${HOTPOT_BASE[@]}" --method random embedding ram-untrained ram-close-only --ratio 2
+HOTPOT_FAST=("${HOTPOT[@]}")
+HOTPOT_FAST[-1]="$OUT/eval-hotpot-fast"
+"$RAM" eval "${HOTPOT_FAST[@]}" --model default-fast --method ram --ratio 4 8
 
 # 4. L-Eval natural_question: 35k-45k-token documents, beyond SmolLM2's 8k window
 "$RAM" eval "${LEVAL[@]}" --method ram --ratio 8 16 32
@@ -65,6 +72,10 @@ for E in 4 8; do
 done
 "$RAM" bench --shape default --lengths 4096 --ratios 8 32 --engine hf fast --new-tokens 16 --repeats 3 \
   --warmup 1 --encoder-layers 4 --out "$OUT/bench-cpu-enc4b"
+# the trained 4-layer adapter `default-fast` against `default`, back to back (docs/results.md ran 3 rounds)
+B=(--lengths 4096 --ratios 8 32 --new-tokens 16 --repeats 3 --warmup 1 --threads 2 --no-plot)
+"$RAM" bench --model default-fast "${B[@]}" --engine hf fast --out "$OUT/bench-s7-fast"
+"$RAM" bench --shape default "${B[@]}" --engine hf fast --out "$OUT/bench-s7-default"
 
 # 6. Length study: 10 and 40 documents, and the gold document at a fixed position (first, middle,
 #    last) among 20, on the first 100 dev questions. RAM runs first in each folder, so the text
