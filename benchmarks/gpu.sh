@@ -8,12 +8,14 @@
 # Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360). Steps, in the order
 # RAM_BENCH_STEPS names them (default "hf fast flex hf-long"): hf engine over 4k-32k; the fast
 # engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-flex at 32k and
-# 64k; hf at 64k if time is left. Each step has its own timeout and a failed step does not stop
+# 64k; hf at 64k if time is left. "split" (fast-split at 32k/64k) runs only when named, e.g.
+# RAM_BENCH_STEPS="split fast" (see docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not stop
 # the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
 #   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast-cenc.{json,md}  main sweep
 #   qwen3-4b-cuda-fast-flex-cenc.json                              split-KV decode at 32k/64k
+#   qwen3-4b-cuda-fast-split-cenc.json                             the same in plain matmuls
 #   summary.txt                                               GPU, versions, step log, failures
 #   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
 set -euo pipefail
@@ -80,7 +82,7 @@ for path in sorted(Path(sys.argv[1]).rglob("*.json")):
         write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
         print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
 PY
-  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/flex/*.json "$OUT"/ 2>/dev/null || true
+  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/flex/*.json "$WORK"/split/*.json "$OUT"/ 2>/dev/null || true
   tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
   cp "$SUMMARY" "$OUT/summary.txt"
 }
@@ -116,17 +118,21 @@ run_step() {
     # long cache closer to the bandwidth bound than with SDPA's masked kernel?
     flex) step flex $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-flex ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex" ;;
+    # fast-split (split-KV one-token steps as plain matmuls, SPLIT_CHUNK cache slots per piece) at
+    # 32k and the long length: the same question as flex, without FlexAttention's kernel.
+    split) step split $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+          --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/split" ;;
     # hf at the long length, only if time is left.
     hf-long) if [ -n "$LONG" ]; then
           step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
             --out "$WORK/long"
         fi ;;
-    *) log "unknown step $1 (known: hf fast flex hf-long)"; FAILED=$(( FAILED + 1 )) ;;
+    *) log "unknown step $1 (known: hf fast flex split hf-long)"; FAILED=$(( FAILED + 1 )) ;;
   esac
 }
 for name in $STEPS; do run_step "$name"; done
 
 pack
-for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
+for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/split/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
 log "finished: $FAILED failed step(s); results in $OUT"
 [ "$FAILED" -eq 0 ]

@@ -12,7 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ram.assemble import left_pad
-from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, _flex_attention, generate
+import ram.bench.engine as engine_module
+from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, _flex_attention, _split_attention, generate
 from ram.bench.shapes import build_random_model, tiny
 
 TIMING_KEYS = {"prefill_s", "decode_s", "decode_ms_per_token"}
@@ -120,9 +121,37 @@ def test_one_token_step_matches_sdpa(spread_model, kv_heads, mask_kind):
     ref, _ = sdpa_attention_forward(attn, query, key, value, mask, scaling=0.25)
     flex, _ = _flex_attention(attn, query, key, value, mask, scaling=0.25)
     torch.testing.assert_close(flex, ref)
+    split, _ = _split_attention(attn, query, key, value, mask, scaling=0.25)  # 11 slots: one piece
+    torch.testing.assert_close(split, ref)
     assert ours.shape == ref.shape == (2, 1, 4, 16)
     torch.testing.assert_close(ours, ref)
     assert FAST_ATTENTION != "sdpa"
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_split_kv_step_sums_its_pieces_like_sdpa(spread_model, kv_heads, monkeypatch):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    monkeypatch.setattr(engine_module, "SPLIT_CHUNK", 8)
+    attn = copy.copy(spread_model.model.layers[0].self_attn)
+    attn.num_key_value_groups = 4 // kv_heads
+    gen = torch.Generator().manual_seed(10 + kv_heads)
+    query = torch.randn(2, 4, 1, 16, generator=gen)
+    key, value = torch.randn(2, kv_heads, 32, 16, generator=gen), torch.randn(2, kv_heads, 32, 16, generator=gen)
+    mask = torch.rand(2, 1, 1, 32, generator=gen) > 0.5
+    mask[:, ..., :3] = True
+    ours, _ = _split_attention(attn, query, key, value, mask, scaling=0.25)  # 4 pieces of 8
+    ref, _ = sdpa_attention_forward(attn, query, key, value, mask, scaling=0.25)
+    torch.testing.assert_close(ours, ref)
+
+
+def test_fast_split_engine_matches_hf_across_pieces(spread_model, monkeypatch):
+    monkeypatch.setattr(engine_module, "SPLIT_CHUNK", 16)  # prompts of 37/20/29 + 11 steps: 3 pieces
+    embeds, mask, _ = left_pad(_prompts(spread_model, (37, 20, 29)))
+    hf_ids, _ = generate(spread_model, embeds, mask, 12, engine="hf")
+    split_ids, timings = generate(spread_model, embeds, mask, 12, engine="fast-split", compile=False)
+    assert torch.equal(hf_ids, split_ids) and set(timings) == TIMING_KEYS
+    assert spread_model.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize(
@@ -146,7 +175,7 @@ def test_bad_inputs(spread_model, bad, message):
     os.environ.get("RAM_TEST_COMPILE") != "1",
     reason="torch.compile (inductor) of the decode step takes ~30-60 s on a 2-core CPU; set RAM_TEST_COMPILE=1",
 )
-@pytest.mark.parametrize("engine", ["fast", "fast-flex"])
+@pytest.mark.parametrize("engine", ["fast", "fast-flex", "fast-split"])
 def test_compiled_fast_matches_hf(spread_model, engine):
     embeds, mask, _ = left_pad(_prompts(spread_model, (23, 15)))
     hf_ids, _ = generate(spread_model, embeds, mask, 6, engine="hf")

@@ -126,7 +126,44 @@ def _fast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 
 
 FLEX_ATTENTION = "ram_fast_flex"
-DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION}
+SPLIT_ATTENTION = "ram_fast_split"
+DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION, "split": SPLIT_ATTENTION}
+SPLIT_CHUNK = 1024  # cache positions per partial product in split-KV decoding (``split``)
+
+
+def _split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """:func:`_fast_attention`, except that one-token steps run as plain matmuls, with the
+    probability-times-value product split along the cache into ``SPLIT_CHUNK``-long pieces that
+    are summed after: flash decoding's split-KV, in torch ops. Each piece is its own small GEMM,
+    so a long cache is spread over many thread blocks instead of one per KV head. The scores for
+    one query token are tiny ([B, H, T] floats), so they are materialised and the softmax is
+    exact (fp32); the probabilities meet V in V's dtype, as in flash attention."""
+    plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+    usable_mask = attention_mask is None or (attention_mask.ndim == 4 and attention_mask.shape[1] == 1
+                                             and attention_mask.shape[2] == 1)
+    batch, heads, q_len, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    if q_len != 1 or not plain or not usable_mask or heads % kv_heads or value.shape[-1] != dim:
+        return _fast_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                               is_causal=is_causal, **kwargs)
+    groups = heads // kv_heads
+    scale = dim**-0.5 if scaling is None else scaling
+    packed = query.reshape(batch, kv_heads, groups, dim)  # query head j reads kv head j // groups
+    scores = torch.matmul(packed, key.transpose(-1, -2)).float() * scale  # [B, Hkv, G, T]
+    if attention_mask is not None:
+        mask = attention_mask[:, :, :1, :]  # [B, 1, 1, T], broadcast over KV heads and groups
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    pieces = length // SPLIT_CHUNK
+    if pieces > 1 and length % SPLIT_CHUNK == 0:
+        probs = probs.view(batch, kv_heads, groups, pieces, SPLIT_CHUNK).transpose(2, 3)  # [B, Hkv, C, G, S]
+        parts = torch.matmul(probs, value.view(batch, kv_heads, pieces, SPLIT_CHUNK, dim))  # [B, Hkv, C, G, D]
+        out = parts.float().sum(2).to(value.dtype)
+    else:
+        out = torch.matmul(probs, value)  # [B, Hkv, G, D]
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
 def _flex_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -165,12 +202,14 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(FAST_ATTENTION, sdpa_mask)
     AttentionInterface.register(FLEX_ATTENTION, _flex_attention)
     AttentionMaskInterface.register(FLEX_ATTENTION, sdpa_mask)
+    AttentionInterface.register(SPLIT_ATTENTION, _split_attention)
+    AttentionMaskInterface.register(SPLIT_ATTENTION, sdpa_mask)
 
 
 @contextmanager
 def _fast_attention_on(decoder: PreTrainedModel, attention: str = "sdpa") -> Iterator[None]:
-    """Route an SDPA decoder through :func:`_fast_attention` (``sdpa``) or :func:`_flex_attention`
-    (``flex``) for the duration (restored after)."""
+    """Route an SDPA decoder through :func:`_fast_attention` (``sdpa``), :func:`_flex_attention`
+    (``flex``) or :func:`_split_attention` (``split``) for the duration (restored after)."""
     config = decoder.config
     before = getattr(config, "_attn_implementation", None)
     if before not in ("sdpa", *DECODE_ATTENTION.values()):
@@ -266,8 +305,8 @@ def generate_fast(
     With ``eos_token_id`` the loop stops once every row has produced it (checked every
     ``check_every`` steps, to keep host syncs rare); ids after a row's EOS are whatever greedy
     decoding continued with, so callers cut each row at its first EOS. Without it, exactly
-    ``max_new_tokens`` ids (the benchmark's equal-work setting). ``attention``: ``sdpa`` or
-    ``flex`` for the one-token steps (see :func:`_flex_attention`)."""
+    ``max_new_tokens`` ids (the benchmark's equal-work setting). ``attention``: ``sdpa``,
+    ``flex`` or ``split`` for the one-token steps (see :func:`_flex_attention`, :func:`_split_attention`)."""
     if attention not in DECODE_ATTENTION:
         raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, got {attention!r}")
     device = inputs_embeds.device
@@ -275,6 +314,8 @@ def generate_fast(
     mask = attention_mask.bool()
     positions = (mask.long().cumsum(1) - 1).clamp(min=0)  # as generate: count real tokens only
     capacity = length + max(1, max_new_tokens - 1)
+    if attention == "split":  # whole chunks, so the split is a view; the extra slots stay masked
+        capacity = -(-capacity // SPLIT_CHUNK) * SPLIT_CHUNK
     cache = _static_cache(decoder, batch, capacity, inputs_embeds.dtype, device)
     kwargs: dict[str, Any] = {_cache_kwarg(decoder): cache}
     if "cache_position" in _forward_params(decoder):
@@ -322,6 +363,9 @@ ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {
     # fast with FlexAttention's split-KV decoding kernel for the one-token steps (GPU experiment)
     "fast-flex": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
                                                                              compile=compile, attention="flex"),
+    # fast with split-KV decoding in plain matmuls for the one-token steps (GPU experiment)
+    "fast-split": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
+                                                                               compile=compile, attention="split"),
 }
 
 
