@@ -76,6 +76,9 @@ done
 B=(--lengths 4096 --ratios 8 32 --new-tokens 16 --repeats 3 --warmup 1 --threads 2 --no-plot)
 "$RAM" bench --model default-fast "${B[@]}" --engine hf fast --out "$OUT/bench-s7-fast"
 "$RAM" bench --shape default "${B[@]}" --engine hf fast --out "$OUT/bench-s7-default"
+# the split-KV decode step against the plain fast step on CPU (both eager)
+"$RAM" bench --shape default --lengths 4096 --ratios 8 --engine fast fast-split --no-compile --new-tokens 16 \
+  --repeats 2 --warmup 1 --threads 2 --no-plot --out "$OUT/bench-s7-split"
 
 # 6. Length study: 10 and 40 documents, and the gold document at a fixed position (first, middle,
 #    last) among 20, on the first 100 dev questions. RAM runs first in each folder, so the text
