@@ -93,6 +93,14 @@ for P in 9 0 19; do
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method ram bm25 --ratio 8 --out "$OUT/eval-nq20-pos$P"
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method full --out "$OUT/eval-nq20-pos$P"
 done
+# default-fast in the length study (RAM rows only)
+FASTLEN=("${LEN[@]}" --model default-fast)
+for P in 0 9 19; do
+  "$RAM" eval "${FASTLEN[@]}" --docs 20 --gold-position "$P" --method ram --ratio 8 --out "$OUT/eval-fast-pos$P"
+done
+for K in 10 40; do
+  "$RAM" eval "${FASTLEN[@]}" --docs "$K" --method ram --ratio 8 4 --out "$OUT/eval-fast-nq$K"
+done
 # the two length-study tables and plots of docs/results.md
 PY=${PY:-.venv/bin/python}
 PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
