@@ -54,7 +54,7 @@ HOTPOT_BASE[-1]="$OUT/eval-hotpot-base"
 "$RAM" eval "${HOTPOT_BASE[@]}" --method random embedding ram-untrained ram-close-only --ratio 2
 HOTPOT_FAST=("${HOTPOT[@]}")
 HOTPOT_FAST[-1]="$OUT/eval-hotpot-fast"
-"$RAM" eval "${HOTPOT_FAST[@]}" --model default-fast --method ram --ratio 4 8
+"$RAM" eval "${HOTPOT_FAST[@]}" --model default-fast --method ram --ratio 4 8 16 32 2
 
 # 4. L-Eval natural_question: 35k-45k-token documents, beyond SmolLM2's 8k window
 "$RAM" eval "${LEVAL[@]}" --method ram --ratio 8 16 32
