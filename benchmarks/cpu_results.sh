@@ -27,7 +27,7 @@ RAMNQ=("${NQ[@]}" --model default --out "$OUT/eval-nq300")
 "$RAM" eval "${NQ[@]}" --model default --method ram-skim-cap --ratio 16 32 --out "$OUT/eval-nq300-cap"
 # the same questions with the `default-fast` adapter (4-layer encoder); its rows in docs/results.md
 # were made with --model runs/enc4-decoder/final, the run folder packaged byte for byte as default-fast
-"$RAM" eval "${NQ[@]}" --model default-fast --method ram --ratio 8 4 16 32 --out "$OUT/eval-nq300-fast"
+"$RAM" eval "${NQ[@]}" --model default-fast --method ram --ratio 8 4 16 32 2 --out "$OUT/eval-nq300-fast"
 
 # 2. baselines on the same questions (none of them uses the adapter; text baselines are held to
 #    the shipped RAM's context length per question and ratio)
