@@ -72,18 +72,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .engine import ENGINES, release
     from .latency import check_settings, machine_info, make_subject, markdown_table, resolve_device, resolve_dtype
-    from .latency import measure_bandwidth, mode_label, run_bench, write_json, write_report
+    from .latency import MODEL_PREFIX, measure_bandwidth, mode_label, run_bench, write_json, write_report
 
-    from .latency import MODEL_PREFIX
-
-    if args.model is not None:
-        if args.shape != "default":
-            raise ValueError("give --model or --shape, not both")
-        args.shape = MODEL_PREFIX + str(args.model)
-    label = args.shape  # names the output files
+    label = args.shape  # names the output files: the shape, a shipped adapter's name, or "model"
     if args.model is not None:
         from ..model import SHIPPED_ADAPTERS
 
+        if args.shape != "default":
+            raise ValueError("give --model or --shape, not both")
+        args.shape = MODEL_PREFIX + str(args.model)
         label = str(args.model) if str(args.model) in SHIPPED_ADAPTERS else "model"
     engines = list(dict.fromkeys(args.engine))
     for engine in engines:
@@ -119,7 +116,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         stem = f"{label}-{device.type}-{engine}{'' if compile_ or engine == 'hf' else '-eager'}"
         stem += "-cenc" if args.compile_encoder else ""
         settings = {
-            "shape": label, "model": None if args.model is None else str(args.model), "lengths": args.lengths, "ratios": args.ratios, "engine": engine,
+            "shape": label, "model": None if args.model is None else str(args.model), "lengths": args.lengths,
+            "ratios": args.ratios, "engine": engine,
             "compile": compile_, "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup,
             "device": str(device), "dtype": str(dtype).replace("torch.", ""), "encoder_layers": subject.encoder_layers,
             "segment_tokens": subject.segment_tokens, "seed": args.seed, "model_build_s": subject.build_s,
