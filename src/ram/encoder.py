@@ -10,6 +10,7 @@ import copy
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
@@ -42,15 +43,71 @@ def build_encoder(decoder: PreTrainedModel, num_layers: int) -> PreTrainedModel:
     return encoder.to(decoder.device)
 
 
+# A forward pass costs this many padded tokens' worth of work on top of its tokens, as a share of
+# all padded tokens (floor: BUCKET_OVERHEAD_MIN). Another width bucket is opened only when it
+# saves more padding than that, so uniform rows stay one batch.
+BUCKET_OVERHEAD_SHARE = 0.03
+BUCKET_OVERHEAD_MIN = 64
+MAX_BUCKETS = 4
+
+
+def width_buckets(widths: torch.Tensor, max_buckets: int = MAX_BUCKETS, overhead: float | None = None) -> list[int]:
+    """Upper widths of at most ``max_buckets`` row groups that minimise padded tokens + overhead per group.
+
+    ``widths``: [R] real width of each row (index of its last real token + 1). A row goes to the
+    smallest bucket at least as wide as it. Exact optimum by dynamic programming over the distinct
+    widths (vectorised over them; the loop is over bucket counts only).
+    """
+    values, counts = np.unique(widths.cpu().numpy(), return_counts=True)  # sorted distinct widths
+    if overhead is None:
+        overhead = max(BUCKET_OVERHEAD_MIN, BUCKET_OVERHEAD_SHARE * int(counts.sum()) * int(values[-1]))
+    m = len(values)
+    below = np.concatenate([[0], np.cumsum(counts)])  # rows with width <= values[j - 1]
+    # span[i, j]: cost of one bucket holding distinct widths i..j (i <= j), padded to values[j]
+    span = values[None, :].astype(np.float64) * (below[None, 1:] - below[:-1, None])
+    span = np.where(np.arange(m)[:, None] <= np.arange(m)[None, :], span, np.inf)
+    best = span[0].copy()  # best[j]: widths 0..j in k buckets
+    choice = [np.zeros(m, dtype=np.int64)]  # start index of the last bucket
+    costs = [best[-1]]
+    for _ in range(1, min(max_buckets, m)):
+        # extend: buckets for 0..i-1 then one for i..j
+        cand = np.full((m, m), np.inf)
+        cand[1:] = best[:-1, None] + span[1:]
+        start = cand.argmin(0)
+        best = cand[start, np.arange(m)]
+        choice.append(start)
+        costs.append(best[-1])
+    k = int(np.argmin([c + overhead * (n + 1) for n, c in enumerate(costs)]))
+    uppers, j = [], m - 1
+    for level in range(k, -1, -1):
+        uppers.append(int(values[j]))
+        j = int(choice[level][j]) - 1
+    return sorted(uppers)
+
+
 def encode_rows(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_batch_tokens: int) -> torch.Tensor:
-    """[R, S] right-padded rows -> [R, S, H] last hidden states, in chunks of bounded size."""
-    rows_per_chunk = max(1, max_batch_tokens // max(1, ids.shape[1]))
-    outs = []
-    for start in range(0, ids.shape[0], rows_per_chunk):
-        chunk = slice(start, start + rows_per_chunk)
-        out = encoder(input_ids=ids[chunk], attention_mask=mask[chunk].long(), use_cache=False)
-        outs.append(out.last_hidden_state)
-    return torch.cat(outs, 0)
+    """[R, S] padded rows -> [R, S, H] last hidden states; states at pads are not meaningful.
+
+    Rows are grouped by real width (:func:`width_buckets`) and each group is trimmed to its widest
+    row, so short rows (a document's last segment, the question) do not pay for the longest one.
+    Each group runs in chunks of at most ``max_batch_tokens`` padded tokens."""
+    positions = torch.arange(1, ids.shape[1] + 1, device=mask.device)
+    widths = (mask * positions).amax(1).clamp(min=1)  # [R]
+    uppers = width_buckets(widths)
+    bucket = torch.bucketize(widths, torch.tensor(uppers, device=widths.device))  # [R] group of each row
+    out: torch.Tensor | None = None
+    for b, width in enumerate(uppers):
+        rows = torch.nonzero(bucket == b).squeeze(1)
+        rows_per_chunk = max(1, max_batch_tokens // width)
+        for start in range(0, len(rows), rows_per_chunk):
+            idx = rows[start : start + rows_per_chunk]
+            states = encoder(input_ids=ids[idx, :width], attention_mask=mask[idx, :width].long(), use_cache=False)
+            states = states.last_hidden_state  # [r, width, H]
+            if out is None:
+                out = states.new_zeros(ids.shape[0], ids.shape[1], states.shape[-1])
+            out[idx, :width] = states
+    assert out is not None  # at least one row
+    return out
 
 
 def pad_to(t: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:

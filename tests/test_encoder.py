@@ -1,0 +1,81 @@
+"""Encoder rows: width buckets (optimal, bounded) and bucketed encoding equal to one padded batch."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForCausalLM
+
+from ram.encoder import build_encoder, encode_rows, width_buckets
+
+
+def padded_cost(widths: list[int], uppers: list[int]) -> int:
+    """Padded tokens when each row goes to the smallest bucket at least as wide."""
+    return sum(min(u for u in uppers if u >= w) for w in widths)
+
+
+def brute_force(widths: list[int], max_buckets: int, overhead: float) -> float:
+    values = sorted(set(widths))
+    best = float("inf")
+    for k in range(1, min(max_buckets, len(values)) + 1):
+        for inner in itertools.combinations(values[:-1], k - 1):
+            uppers = [*inner, values[-1]]
+            best = min(best, padded_cost(widths, uppers) + overhead * k)
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    max_buckets=st.integers(1, 4),
+    overhead=st.floats(0, 200),
+)
+def test_width_buckets_are_optimal_and_cover_every_row(widths: list[int], max_buckets: int, overhead: float) -> None:
+    uppers = width_buckets(torch.tensor(widths), max_buckets=max_buckets, overhead=overhead)
+    assert uppers == sorted(set(uppers)) and len(uppers) <= max_buckets
+    assert uppers[-1] == max(widths)  # every row fits
+    assert set(uppers) <= set(widths)  # no bucket wider than its widest row
+    cost = padded_cost(widths, uppers) + overhead * len(uppers)
+    assert cost == pytest.approx(brute_force(widths, max_buckets, overhead))
+
+
+def test_uniform_rows_stay_one_batch_and_short_rows_split_off() -> None:
+    assert width_buckets(torch.full((50,), 48)) == [48]
+    # 60 segments of ~50 tokens, 20 short last segments and a question: the short ones split off
+    widths = torch.tensor([50] * 40 + [52] * 5 + [10] * 20 + [14])
+    # 20*10 + 46*52 padded tokens + 2 forwards beats one batch (66*52 + 1) and three buckets
+    assert width_buckets(widths) == [10, 52]
+    assert width_buckets(widths, overhead=10_000) == [52]  # a costly forward: one batch
+
+
+@pytest.mark.parametrize("max_batch_tokens", [1 << 20, 64])
+def test_bucketed_encoding_matches_one_padded_batch(tiny_llama_dir, max_batch_tokens: int) -> None:
+    decoder = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    encoder = build_encoder(decoder, 2).eval()
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([30, 3, 29, 30, 7, 1, 18, 30, 2, 30])
+    ids = torch.randint(5, decoder.config.vocab_size, (len(lengths), 30), generator=gen)
+    mask = torch.arange(30)[None, :] < lengths[:, None]  # [R, 30] right-padded
+    ids[~mask] = 0
+    with torch.no_grad():
+        out = encode_rows(encoder, ids, mask, max_batch_tokens)
+        ref = encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out[mask], ref[mask], rtol=1e-4, atol=1e-5)
+    assert bool(torch.isfinite(out).all())  # pads hold finite values (callers mask them out)
+
+
+def test_bucketed_encoding_carries_gradients(tiny_qwen3_dir) -> None:
+    decoder = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir)
+    encoder = build_encoder(decoder, 2)
+    lengths = torch.tensor([12, 2, 12, 5])
+    ids = torch.randint(5, decoder.config.vocab_size, (4, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(12)[None, :] < lengths[:, None]
+    out = encode_rows(encoder, ids, mask, 1 << 20)
+    out[mask].sum().backward()
+    grad = encoder.layers[0].mlp.down_proj.weight.grad
+    assert grad is not None and bool(grad.abs().sum() > 0)
