@@ -6,16 +6,18 @@
 # Installs nothing. Runs `python -m ram.bench.command` from this checkout (PYTHONPATH=src) with
 # the first interpreter that has a CUDA torch: $RAM_PY, .venv/bin/python, then python3.
 # Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360). Steps, in the order
-# RAM_BENCH_STEPS names them (default "hf fast flex hf-long"): hf engine over 4k-32k; the fast
-# engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-flex at 32k and
-# 64k; hf at 64k if time is left. "split" (fast-split at 32k/64k) runs only when named, e.g.
-# RAM_BENCH_STEPS="split fast" (see docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not stop
-# the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
+# RAM_BENCH_STEPS names them (default "hf fast prefix hf-long"): hf engine over 4k-32k; the fast
+# engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-prefix at 32k and
+# 64k; hf at 64k if time is left. "split" (fast-split) and "flex" (fast-flex, rejected: 2.6x
+# slower than fast on an H200), both at 32k/64k, run only when named. A loan that only needs
+# the decode candidates: RAM_BENCH_STEPS="prefix split fast" RAM_BENCH_BUDGET_S=500 (see
+# docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not
+# stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
 #   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast-cenc.{json,md}  main sweep
-#   qwen3-4b-cuda-fast-flex-cenc.json                              split-KV decode at 32k/64k
-#   qwen3-4b-cuda-fast-split-cenc.json                             the same in plain matmuls
+#   qwen3-4b-cuda-fast-prefix-cenc.json                            fast-prefix at 32k/64k
+#   qwen3-4b-cuda-fast-split-cenc.json                             fast-split at 32k/64k
 #   summary.txt                                               GPU, versions, step log, failures
 #   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
 set -euo pipefail
@@ -26,7 +28,7 @@ SHAPE="${RAM_BENCH_SHAPE:-qwen3-4b}"
 LENGTHS="${RAM_BENCH_LENGTHS:-4096 8192 16384 32768}"
 LONG="${RAM_BENCH_LONG-65536}"           # set empty to skip the long-context runs
 RATIOS="${RAM_BENCH_RATIOS:-8 32}"
-STEPS="${RAM_BENCH_STEPS:-hf fast flex hf-long}"   # which steps, in this order
+STEPS="${RAM_BENCH_STEPS:-hf fast prefix hf-long}"   # which steps, in this order
 DEVICE="${RAM_BENCH_DEVICE:-cuda}"       # cpu: a smoke run of this script (with a small shape)
 COMMON=(--shape "$SHAPE" --device "$DEVICE" --dtype "${RAM_BENCH_DTYPE:-bfloat16}" --ratios $RATIOS
         --new-tokens "${RAM_BENCH_NEW_TOKENS:-32}" --encoder-layers "${RAM_BENCH_ENCODER_LAYERS:-8}" --no-plot
@@ -82,7 +84,7 @@ for path in sorted(Path(sys.argv[1]).rglob("*.json")):
         write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
         print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
 PY
-  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/flex/*.json "$WORK"/split/*.json "$OUT"/ 2>/dev/null || true
+  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/split/*.json "$WORK"/prefix/*.json "$OUT"/ 2>/dev/null || true
   tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
   cp "$SUMMARY" "$OUT/summary.txt"
 }
@@ -120,19 +122,25 @@ run_step() {
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex" ;;
     # fast-split (split-KV one-token steps as plain matmuls, SPLIT_CHUNK cache slots per piece) at
     # 32k and the long length: the same question as flex, without FlexAttention's kernel.
-    split) step split $(( $(left) - 60 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+    split) step split $(( $(left) - 60 < 180 ? $(left) - 60 : 180 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/split" ;;
+    # fast-prefix (the prompt's cache read by SDPA's flash kernel without a mask, which splits a
+    # long cache over thread blocks; the decode tail merged by log-sum-exp) at 32k and the long
+    # length; at most 180 s so the steps after it keep their time.
+    prefix) step prefix $(( $(left) - 60 < 180 ? $(left) - 60 : 180 )) "${COMMON[@]}" --engine fast-prefix \
+          ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 \
+          --warmup 1 --out "$WORK/prefix" ;;
     # hf at the long length, only if time is left.
     hf-long) if [ -n "$LONG" ]; then
           step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
             --out "$WORK/long"
         fi ;;
-    *) log "unknown step $1 (known: hf fast flex split hf-long)"; FAILED=$(( FAILED + 1 )) ;;
+    *) log "unknown step $1 (known: hf fast flex split prefix hf-long)"; FAILED=$(( FAILED + 1 )) ;;
   esac
 }
 for name in $STEPS; do run_step "$name"; done
 
 pack
-for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/split/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
+for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/split/*.md "$WORK"/prefix/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
 log "finished: $FAILED failed step(s); results in $OUT"
 [ "$FAILED" -eq 0 ]

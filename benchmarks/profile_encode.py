@@ -5,7 +5,7 @@
 Times (median of repeats after warm-ups) the encoder pass as ``ram`` runs it and variants that
 isolate one cost each, then prints the top kernels of the ``ram`` pass from torch.profiler:
 
-- ``ram``: question + segments in one padded batch (what ``encode_question_and_segments`` does)
+- ``ram``: question + segments, rows grouped by width (what ``encode_question_and_segments`` does)
 - ``no-question``: the segments alone; every row is full, so no padding mask is built
 - ``one-chunk``: as ``ram`` but with every row in one forward (no ``max_batch_tokens`` split)
 - ``split-question``: the question in its own forward, then the full segment rows (no padding)

@@ -13,7 +13,10 @@ from transformers import AutoModelForCausalLM
 
 from ram.assemble import left_pad
 import ram.bench.engine as engine_module
-from ram.bench.engine import ENGINES, FAST_ATTENTION, _fast_attention, _flex_attention, _split_attention, generate
+from ram.bench.engine import (
+    ENGINES, FAST_ATTENTION, _attention_with_lse, _fast_attention, _flex_attention, _math_attention_with_lse,
+    _prefix_attention, _split_attention, generate,
+)
 from ram.bench.shapes import build_random_model, tiny
 
 TIMING_KEYS = {"prefill_s", "decode_s", "decode_ms_per_token"}
@@ -154,6 +157,58 @@ def test_fast_split_engine_matches_hf_across_pieces(spread_model, monkeypatch):
     assert spread_model.config._attn_implementation == "sdpa"
 
 
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_prefix_step_merges_prompt_and_tail_like_sdpa(spread_model, kv_heads):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    attn = copy.copy(spread_model.model.layers[0].self_attn)
+    attn.num_key_value_groups = 4 // kv_heads
+    gen = torch.Generator().manual_seed(20 + kv_heads)
+    query = torch.randn(3, 4, 1, 16, generator=gen) * 3  # peaked softmax: the merge must weigh both parts
+    key, value = torch.randn(3, kv_heads, 40, 16, generator=gen), torch.randn(3, kv_heads, 40, 16, generator=gen)
+    tail = torch.rand(3, 1, 1, 9, generator=gen) > 0.5  # 31 prompt slots, 9 decode slots
+    tail[0] = False  # the first step: no decode slot written yet
+    tail[1] = True
+    ours, _ = _prefix_attention(attn, query, key, value, tail, scaling=0.25)
+    full = torch.cat([torch.ones(3, 1, 1, 31, dtype=torch.bool), tail], -1)
+    ref, _ = sdpa_attention_forward(attn, query, key, value, full, scaling=0.25)
+    assert ours.shape == ref.shape == (3, 1, 4, 16)
+    torch.testing.assert_close(ours, ref)
+    # a whole-cache mask (no tail convention) and prompts (several query tokens) go to the sdpa path
+    whole, _ = _prefix_attention(attn, query, key, value, full, scaling=0.25)
+    torch.testing.assert_close(whole, ref)
+
+
+def test_log_sum_exp_attention_matches_its_math_form():
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 3, 4, 16, generator=gen), torch.randn(2, 3, 50, 16, generator=gen),
+               torch.randn(2, 3, 50, 16, generator=gen))
+    out, lse = _attention_with_lse(q, k, v, 0.3)  # the CPU flash kernel
+    math_out, math_lse = _math_attention_with_lse(q, k, v, 0.3)
+    torch.testing.assert_close(lse, torch.logsumexp((q @ k.transpose(-1, -2)) * 0.3, -1))
+    torch.testing.assert_close(out, math_out)
+    torch.testing.assert_close(lse, math_lse)
+
+
+def test_fast_prefix_engine_matches_hf(spread_model, caplog, monkeypatch):
+    calls = []
+    real = engine_module._attention_with_lse
+    monkeypatch.setattr(engine_module, "_attention_with_lse", lambda *a: calls.append(1) or real(*a))
+    for n, seed in ((37, 0), (9, 1)):  # unpadded prompts: the prefix path
+        embeds = _prompts(spread_model, (n,), seed=seed)[0][None]
+        mask = torch.ones(1, n, dtype=torch.bool)
+        hf_ids, _ = generate(spread_model, embeds, mask, 12, engine="hf")
+        ids, timings = generate(spread_model, embeds, mask, 12, engine="fast-prefix", compile=False)
+        assert torch.equal(hf_ids, ids) and set(timings) == TIMING_KEYS
+    assert len(calls) == 2 * 11 * spread_model.config.num_hidden_layers  # every step, every layer
+    embeds, mask, _ = left_pad(_prompts(spread_model, (37, 20, 29)))  # padded: falls back to sdpa
+    hf_ids, _ = generate(spread_model, embeds, mask, 12, engine="hf")
+    with caplog.at_level("INFO", logger="ram.bench.engine"):
+        ids, _ = generate(spread_model, embeds, mask, 12, engine="fast-prefix", compile=False)
+    assert torch.equal(hf_ids, ids) and "unpadded prompt" in caplog.text
+    assert spread_model.config._attn_implementation == "sdpa"
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -175,9 +230,10 @@ def test_bad_inputs(spread_model, bad, message):
     os.environ.get("RAM_TEST_COMPILE") != "1",
     reason="torch.compile (inductor) of the decode step takes ~30-60 s on a 2-core CPU; set RAM_TEST_COMPILE=1",
 )
-@pytest.mark.parametrize("engine", ["fast", "fast-flex", "fast-split"])
+@pytest.mark.parametrize("engine", ["fast", "fast-flex", "fast-split", "fast-prefix"])
 def test_compiled_fast_matches_hf(spread_model, engine):
-    embeds, mask, _ = left_pad(_prompts(spread_model, (23, 15)))
+    lengths = (23,) if engine == "fast-prefix" else (23, 15)  # the prefix path needs an unpadded prompt
+    embeds, mask, _ = left_pad(_prompts(spread_model, lengths))
     hf_ids, _ = generate(spread_model, embeds, mask, 6, engine="hf")
     start = time.perf_counter()
     fast_ids, _ = generate(spread_model, embeds, mask, 6, engine=engine, compile=True)

@@ -6,7 +6,10 @@ Every shape in the loop is fixed (cache length, attention-mask buffer), so the g
 captured once per cache length and replayed for every token. ``fast-flex`` is ``fast`` with
 FlexAttention's decoding kernel for the one-token steps: an experiment for long caches on GPU,
 where SDPA's masked kernel leaves most SMs idle. On an H200 it was 2.6x slower than ``fast``
-(docs/results.md), so it stays a bench option, not a library engine. The engines ignore EOS here and
+(docs/results.md), so it stays a bench option, not a library engine. ``fast-split`` (split-KV
+in plain matmuls) and ``fast-prefix`` (the prompt's cache through the unmasked flash kernel,
+merged with the decode tail by log-sum-exp) are the next candidates, not yet timed on a GPU.
+The engines ignore EOS here and
 emit exactly ``max_new_tokens`` tokens, so timings compare equal work; on the same weights
 they produce the same ids.
 """
@@ -14,6 +17,7 @@ they produce the same ids.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -24,6 +28,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 Timings = dict[str, float]
+logger = logging.getLogger(__name__)
 
 
 def _sync(device: torch.device) -> None:
@@ -127,7 +132,9 @@ def _fast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 
 FLEX_ATTENTION = "ram_fast_flex"
 SPLIT_ATTENTION = "ram_fast_split"
-DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION, "split": SPLIT_ATTENTION}
+PREFIX_ATTENTION = "ram_fast_prefix"
+DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION, "split": SPLIT_ATTENTION,
+                    "prefix": PREFIX_ATTENTION}
 SPLIT_CHUNK = 1024  # cache positions per partial product in split-KV decoding (``split``)
 
 
@@ -163,6 +170,65 @@ def _split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
         out = parts.float().sum(2).to(value.dtype)
     else:
         out = torch.matmul(probs, value)  # [B, Hkv, G, D]
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def _attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unmasked attention of [B, H, Lq, D] over [B, H, Lk, D] -> (out [B, H, Lq, D], lse [B, H, Lq] fp32).
+
+    On CUDA in fp16/bf16 this is the flash kernel, which splits a long ``Lk`` over thread blocks
+    (split-KV) when ``B * H`` would leave SMs idle; on CPU, its CPU counterpart; otherwise math."""
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and query.shape[-1] % 8 == 0:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, 0.0, False, False,
+                                                                      scale=scale)[:2]
+        return out, lse
+    if query.device.type == "cpu":
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False, scale=scale)
+    return _math_attention_with_lse(query, key, value, scale)
+
+
+def _math_attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_attention_with_lse` in plain ops (fp32 scores), for devices and dtypes without a kernel."""
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
+    lse = torch.logsumexp(scores, -1)
+    return torch.matmul(torch.exp(scores - lse[..., None]).to(value.dtype), value), lse
+
+
+def _prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """:func:`_fast_attention`, except one-token steps whose mask covers only the cache's *tail*
+    (``[B, 1, 1, T]`` bool: the slots decoding writes; every slot before them holds the unpadded
+    prompt). The prompt part runs the flash kernel without a mask (split-KV over the long cache)
+    and returns its log-sum-exp; the tail (at most ``max_new_tokens`` slots) is a small masked
+    product; the two partial softmaxes are merged exactly. No mask over the long cache means
+    nothing forces SDPA's one-block-per-head masked kernel."""
+    plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+    batch, heads, q_len, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    tail_mask = attention_mask is not None and attention_mask.dtype == torch.bool and attention_mask.ndim == 4 \
+        and attention_mask.shape[1] == 1 and attention_mask.shape[2] == 1 and attention_mask.shape[-1] < length
+    if q_len != 1 or not tail_mask:
+        return _fast_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                               is_causal=is_causal, **kwargs)
+    assert attention_mask is not None  # for type checkers: tail_mask implies it
+    prefix = length - attention_mask.shape[-1]
+    if not plain or heads % kv_heads or value.shape[-1] != dim:  # rebuild the whole mask: prompt slots are open
+        full = torch.cat([attention_mask.new_ones(batch, 1, 1, prefix), attention_mask], -1)
+        return _fast_attention(module, query, key, value, full, dropout=dropout, scaling=scaling,
+                               is_causal=is_causal, **kwargs)
+    scale = dim**-0.5 if scaling is None else scaling
+    packed = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # query head j reads kv head j // groups
+    head_out, head_lse = _attention_with_lse(packed, key[:, :, :prefix], value[:, :, :prefix], scale)
+    scores = torch.matmul(packed, key[:, :, prefix:].transpose(-1, -2)).float() * scale  # [B, Hkv, G, T]
+    scores = scores.masked_fill(~attention_mask, float("-inf"))  # [B, 1, 1, T] broadcast
+    top = torch.maximum(head_lse, scores.amax(-1))  # [B, Hkv, G], finite: the prompt part is never empty
+    head_weight = torch.exp(head_lse - top)
+    tail_probs = torch.exp(scores - top[..., None])  # masked slots -> 0
+    total = head_out.float() * head_weight[..., None] + torch.matmul(tail_probs.to(value.dtype), value[:, :, prefix:]).float()
+    out = (total / (head_weight + tail_probs.sum(-1))[..., None]).to(value.dtype)
     return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
@@ -204,12 +270,15 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(FLEX_ATTENTION, sdpa_mask)
     AttentionInterface.register(SPLIT_ATTENTION, _split_attention)
     AttentionMaskInterface.register(SPLIT_ATTENTION, sdpa_mask)
+    AttentionInterface.register(PREFIX_ATTENTION, _prefix_attention)
+    AttentionMaskInterface.register(PREFIX_ATTENTION, sdpa_mask)
 
 
 @contextmanager
 def _fast_attention_on(decoder: PreTrainedModel, attention: str = "sdpa") -> Iterator[None]:
     """Route an SDPA decoder through :func:`_fast_attention` (``sdpa``), :func:`_flex_attention`
-    (``flex``) or :func:`_split_attention` (``split``) for the duration (restored after)."""
+    (``flex``), :func:`_split_attention` (``split``) or :func:`_prefix_attention` (``prefix``) for
+    the duration (restored after)."""
     config = decoder.config
     before = getattr(config, "_attn_implementation", None)
     if before not in ("sdpa", *DECODE_ATTENTION.values()):
@@ -306,12 +375,17 @@ def generate_fast(
     ``check_every`` steps, to keep host syncs rare); ids after a row's EOS are whatever greedy
     decoding continued with, so callers cut each row at its first EOS. Without it, exactly
     ``max_new_tokens`` ids (the benchmark's equal-work setting). ``attention``: ``sdpa``,
-    ``flex`` or ``split`` for the one-token steps (see :func:`_flex_attention`, :func:`_split_attention`)."""
+    ``flex``, ``split`` or ``prefix`` for the one-token steps (see :func:`_flex_attention`,
+    :func:`_split_attention`, :func:`_prefix_attention`; ``prefix`` needs an unpadded prompt and
+    falls back to ``sdpa`` for a padded batch)."""
     if attention not in DECODE_ATTENTION:
         raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, got {attention!r}")
     device = inputs_embeds.device
     batch, length = attention_mask.shape
     mask = attention_mask.bool()
+    if attention == "prefix" and not bool(mask.all()):
+        logger.info("fast-prefix needs an unpadded prompt; this padded batch decodes with the sdpa step")
+        attention = "sdpa"
     positions = (mask.long().cumsum(1) - 1).clamp(min=0)  # as generate: count real tokens only
     capacity = length + max(1, max_new_tokens - 1)
     if attention == "split":  # whole chunks, so the split is a view; the extra slots stay masked
@@ -324,8 +398,10 @@ def generate_fast(
     graphs = compile and device.type == "cuda"
     # Fixed-shape decode state: one mask row over every cache slot, opened a slot per step
     # ([B, 1, 1, capacity] is used as is by the model: no mask building inside the step).
-    step_mask = torch.zeros(batch, 1, 1, capacity, dtype=torch.bool, device=device)
-    step_mask[:, 0, 0, :length] = mask
+    # ``prefix`` masks only the slots after the prompt ([B, 1, 1, capacity - length]).
+    opened = 0 if attention == "prefix" else length  # mask index of the first decode slot
+    step_mask = torch.zeros(batch, 1, 1, capacity - length + opened, dtype=torch.bool, device=device)
+    step_mask[:, 0, 0, :opened] = mask[:, :opened]
     slots = torch.arange(length, capacity, device=device)
     last = positions[:, -1:]
     ids = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
@@ -346,7 +422,7 @@ def generate_fast(
             if finished is not None and k % max(1, check_every) == 0 and bool(finished.all()):
                 produced = k + 1
                 break
-            step_mask[:, 0, 0, length + k] = True
+            step_mask[:, 0, 0, opened + k] = True
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             ids[:, k + 1] = step(ids[:, k : k + 1], last + (k + 1), step_mask, slots[k : k + 1], cache)
@@ -366,6 +442,10 @@ ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {
     # fast with split-KV decoding in plain matmuls for the one-token steps (GPU experiment)
     "fast-split": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
                                                                                compile=compile, attention="split"),
+    # fast with the prompt's cache read by the unmasked flash kernel (split-KV), merged with the
+    # masked decode tail by log-sum-exp (GPU experiment)
+    "fast-prefix": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
+                                                                                compile=compile, attention="prefix"),
 }
 
 
