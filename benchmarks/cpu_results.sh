@@ -76,6 +76,13 @@ done
 B=(--lengths 4096 --ratios 8 32 --new-tokens 16 --repeats 3 --warmup 1 --threads 2 --no-plot)
 "$RAM" bench --model default-fast "${B[@]}" --engine hf fast --out "$OUT/bench-s7-fast"
 "$RAM" bench --shape default "${B[@]}" --engine hf fast --out "$OUT/bench-s7-default"
+# round d (after width-bucketed encoding), the same two commands; and the encoder A/B behind it
+"$RAM" bench --model default-fast "${B[@]}" --engine hf fast --out "$OUT/bench-s8-fast"
+"$RAM" bench --shape default "${B[@]}" --engine hf fast --out "$OUT/bench-s8-default"
+for M in default default-fast; do PYTHONPATH=src .venv/bin/python benchmarks/ab_encode_buckets.py "$M"; done
+# the decode steps side by side on CPU, all eager (fast-prefix and fast-split are GPU candidates)
+"$RAM" bench --shape default --lengths 4096 --ratios 8 --engine fast fast-prefix fast-split --no-compile \
+  --new-tokens 16 --repeats 2 --warmup 1 --threads 2 --no-plot --out "$OUT/bench-s8-steps"
 # the split-KV decode step against the plain fast step on CPU (both eager)
 "$RAM" bench --shape default --lengths 4096 --ratios 8 --engine fast fast-split --no-compile --new-tokens 16 \
   --repeats 2 --warmup 1 --threads 2 --no-plot --out "$OUT/bench-s7-split"
