@@ -52,6 +52,16 @@ def test_uniform_rows_stay_one_batch_and_short_rows_split_off() -> None:
     assert width_buckets(widths, overhead=10_000) == [52]  # a costly forward: one batch
 
 
+def test_many_distinct_widths_are_grouped_on_a_coarser_grid() -> None:
+    widths = torch.arange(1, 3001)  # 3000 distinct widths: rounded to steps of 12 first
+    uppers = width_buckets(widths)
+    assert uppers[-1] == 3000 and 1 < len(uppers) <= 4
+    assert all(u % 12 == 0 for u in uppers)  # on the grid (3000 is a multiple too)
+    # uniform widths in 4 equal groups fill about k / (k + 1) = 0.8 of the padded tokens at best
+    fill = int(widths.sum()) / padded_cost(widths.tolist(), uppers)
+    assert 0.78 <= fill <= 0.81
+
+
 @pytest.mark.parametrize("max_batch_tokens", [1 << 20, 64])
 def test_bucketed_encoding_matches_one_padded_batch(tiny_llama_dir, max_batch_tokens: int) -> None:
     decoder = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)

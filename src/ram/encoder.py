@@ -49,6 +49,7 @@ def build_encoder(decoder: PreTrainedModel, num_layers: int) -> PreTrainedModel:
 BUCKET_OVERHEAD_SHARE = 0.03
 BUCKET_OVERHEAD_MIN = 64
 MAX_BUCKETS = 4
+MAX_DP_WIDTHS = 256  # distinct widths the dynamic program works over (its tables are this squared)
 
 
 def width_buckets(widths: torch.Tensor, max_buckets: int = MAX_BUCKETS, overhead: float | None = None) -> list[int]:
@@ -56,9 +57,15 @@ def width_buckets(widths: torch.Tensor, max_buckets: int = MAX_BUCKETS, overhead
 
     ``widths``: [R] real width of each row (index of its last real token + 1). A row goes to the
     smallest bucket at least as wide as it. Exact optimum by dynamic programming over the distinct
-    widths (vectorised over them; the loop is over bucket counts only).
+    widths (vectorised over them; the loop is over bucket counts only). Beyond ``MAX_DP_WIDTHS``
+    distinct widths (very long segments), widths are first rounded up to a common step, so the
+    program stays small; the groups are then near-optimal.
     """
-    values, counts = np.unique(widths.cpu().numpy(), return_counts=True)  # sorted distinct widths
+    raw = widths.cpu().numpy()
+    step = -(-int(raw.max()) // MAX_DP_WIDTHS) if len(np.unique(raw)) > MAX_DP_WIDTHS else 1
+    if step > 1:
+        raw = np.minimum(-(-raw // step) * step, raw.max())
+    values, counts = np.unique(raw, return_counts=True)  # sorted distinct widths
     if overhead is None:
         overhead = max(BUCKET_OVERHEAD_MIN, BUCKET_OVERHEAD_SHARE * int(counts.sum()) * int(values[-1]))
     m = len(values)
