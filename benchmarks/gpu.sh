@@ -10,7 +10,7 @@
 # engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-prefix at 32k and
 # 64k; hf at 64k if time is left. "split" (fast-split) and "flex" (fast-flex, rejected: 2.6x
 # slower than fast on an H200), both at 32k/64k, run only when named. A loan that only needs
-# the decode candidates: RAM_BENCH_STEPS="prefix split fast" RAM_BENCH_BUDGET_S=500 (see
+# the decode candidates: RAM_BENCH_STEPS="prefix split" RAM_BENCH_BUDGET_S=480 (see
 # docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not
 # stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
@@ -122,12 +122,12 @@ run_step() {
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex" ;;
     # fast-split (split-KV one-token steps as plain matmuls, SPLIT_CHUNK cache slots per piece) at
     # 32k and the long length: the same question as flex, without FlexAttention's kernel.
-    split) step split $(( $(left) - 60 < 180 ? $(left) - 60 : 180 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+    split) step split $(( $(left) - 60 < 210 ? $(left) - 60 : 210 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/split" ;;
     # fast-prefix (the prompt's cache read by SDPA's flash kernel without a mask, which splits a
     # long cache over thread blocks; the decode tail merged by log-sum-exp) at 32k and the long
-    # length; at most 180 s so the steps after it keep their time.
-    prefix) step prefix $(( $(left) - 60 < 180 ? $(left) - 60 : 180 )) "${COMMON[@]}" --engine fast-prefix \
+    # length; at most 210 s (fast-flex took 216 s for the same rows) so later steps keep time.
+    prefix) step prefix $(( $(left) - 60 < 210 ? $(left) - 60 : 210 )) "${COMMON[@]}" --engine fast-prefix \
           ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 \
           --warmup 1 --out "$WORK/prefix" ;;
     # hf at the long length, only if time is left.
