@@ -59,6 +59,9 @@ HOTPOT_FAST[-1]="$OUT/eval-hotpot-fast"
 # 4. L-Eval natural_question: 35k-45k-token documents, beyond SmolLM2's 8k window
 "$RAM" eval "${LEVAL[@]}" --method ram --ratio 8 16 32
 "$RAM" eval "${LEVAL[@]}" --method full --limit 4     # 8k-token prefills: slow on CPU
+# the same questions with default-fast (RAM rows only; its own folder)
+"$RAM" eval --data ../shared/data/leval/natural_question.jsonl --format leval --limit 20 --max-new-tokens 24 \
+  --batch-size 4 --no-progress --model default-fast --method ram --ratio 32 16 8 --out "$OUT/eval-leval-fast"
 
 # 5. CPU latency of the default model: full prompt vs RAM, stage by stage (run on an idle machine)
 #    (both engines; the fast step compiles during the warm-up)

@@ -134,7 +134,8 @@ def encode_question_and_segments(
     max_batch_tokens: int,
     cache: SegmentStateCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean question states [B, H] and segment states [N, S, H] from one batch of independent rows.
+    """Mean question states [B, H] and segment states [N, S, H] from one pass over independent rows
+    (grouped by width, see :func:`encode_rows`).
 
     With a ``cache``, segments it holds are not encoded again and new ones are added to it."""
     todo = torch.ones(ids.shape[0], dtype=torch.bool)
