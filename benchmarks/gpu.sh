@@ -6,11 +6,13 @@
 # Installs nothing. Runs `python -m ram.bench.command` from this checkout (PYTHONPATH=src) with
 # the first interpreter that has a CUDA torch: $RAM_PY, .venv/bin/python, then python3.
 # Sized to finish in about 6 minutes (RAM_BENCH_BUDGET_S, default 360). Steps, in the order
-# RAM_BENCH_STEPS names them (default "hf fast prefix hf-long"): hf engine over 4k-32k; the fast
-# engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k; fast-prefix at 32k and
-# 64k; hf at 64k if time is left. "split" (fast-split) and "flex" (fast-flex, rejected: 2.6x
-# slower than fast on an H200), both at 32k/64k, run only when named. A loan that only needs
-# the decode candidates: RAM_BENCH_STEPS="prefix split" RAM_BENCH_BUDGET_S=480 (see
+# RAM_BENCH_STEPS names them (default "check hf fast prefix hf-long"): check, are the decode
+# attentions right on this GPU (benchmarks/check_decode_attention.py, seconds); hf engine over
+# 4k-32k; the fast engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k;
+# fast-prefix at 32k and 64k; hf at 64k if time is left. "split" (fast-split) and "flex"
+# (fast-flex, rejected: 2.6x slower than fast on an H200), both at 32k/64k, run only when
+# named. A loan that only needs
+# the decode candidates: RAM_BENCH_STEPS="check prefix split" RAM_BENCH_BUDGET_S=480 (see
 # docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not
 # stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
@@ -28,7 +30,7 @@ SHAPE="${RAM_BENCH_SHAPE:-qwen3-4b}"
 LENGTHS="${RAM_BENCH_LENGTHS:-4096 8192 16384 32768}"
 LONG="${RAM_BENCH_LONG-65536}"           # set empty to skip the long-context runs
 RATIOS="${RAM_BENCH_RATIOS:-8 32}"
-STEPS="${RAM_BENCH_STEPS:-hf fast prefix hf-long}"   # which steps, in this order
+STEPS="${RAM_BENCH_STEPS:-check hf fast prefix hf-long}"   # which steps, in this order
 DEVICE="${RAM_BENCH_DEVICE:-cuda}"       # cpu: a smoke run of this script (with a small shape)
 COMMON=(--shape "$SHAPE" --device "$DEVICE" --dtype "${RAM_BENCH_DTYPE:-bfloat16}" --ratios $RATIOS
         --new-tokens "${RAM_BENCH_NEW_TOKENS:-32}" --encoder-layers "${RAM_BENCH_ENCODER_LAYERS:-8}" --no-plot
@@ -72,6 +74,22 @@ step() {
   fi
 }
 
+# check: do the decode attentions compute the right thing here? (benchmarks/check_decode_attention.py;
+# its lines go into summary.txt; a mismatch marks the step failed)
+check() {
+  log "start check (timeout 120s)"
+  local rc=0
+  timeout -k 15 120 "$PY" benchmarks/check_decode_attention.py --device "$DEVICE" \
+    ${RAM_BENCH_CHECK_EXTRA:-} >"$WORK/check.log" 2>&1 || rc=$?
+  grep -E "^(check_decode_attention|attention|ids) " "$WORK/check.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  if [ "$rc" -ne 0 ]; then
+    FAILED=$(( FAILED + 1 )); log "FAILED check rc=$rc; last lines:"
+    tail -n 15 "$WORK/check.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  else
+    log "done check"
+  fi
+}
+
 pack() {
   # Reports for partial JSON too (a step cut by its timeout), then the few files that come back.
   "$PY" - "$WORK" <<'PY' >>"$SUMMARY" 2>&1 || true
@@ -108,6 +126,8 @@ PY
 
 run_step() {
   case "$1" in
+    # correctness of the decode attentions on this device (seconds), before timing them
+    check) check ;;
     # hf engine (transformers generate): the reference, most likely to work.
     hf) step hf-main $(( $(left) < 170 ? $(left) : 170 )) "${COMMON[@]}" --engine hf --lengths $LENGTHS \
           --repeats 3 --warmup 1 --out "$WORK/main" ;;
@@ -135,7 +155,7 @@ run_step() {
           step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
             --out "$WORK/long"
         fi ;;
-    *) log "unknown step $1 (known: hf fast flex split prefix hf-long)"; FAILED=$(( FAILED + 1 )) ;;
+    *) log "unknown step $1 (known: check hf fast flex split prefix hf-long)"; FAILED=$(( FAILED + 1 )) ;;
   esac
 }
 for name in $STEPS; do run_step "$name"; done

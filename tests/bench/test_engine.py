@@ -240,3 +240,20 @@ def test_compiled_fast_matches_hf(spread_model, engine):
     assert torch.equal(hf_ids, fast_ids), f"compiled in {time.perf_counter() - start:.0f}s"
     again, _ = generate(spread_model, embeds, mask, 6, engine=engine, compile=True)  # cached graph
     assert torch.equal(again, hf_ids)
+
+
+def test_gpu_check_script_passes_here_and_catches_a_wrong_log_sum_exp(monkeypatch, capsys):
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "check_decode_attention.py"
+    main = runpy.run_path(str(script))["main"]
+    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok") == 3 and "ids fast-prefix: 100% equal to hf" in out
+    # a kernel whose log-sum-exp were in base 2 (a plausible GPU difference) must be flagged
+    real = engine_module._attention_with_lse
+    monkeypatch.setattr(engine_module, "_attention_with_lse",
+                        lambda *a: (lambda o, lse: (o, lse * 1.4426950408889634))(*real(*a)))
+    main = runpy.run_path(str(script))["main"]
+    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200"]) == 1
+    assert "prefix (fast-prefix): max abs error" in capsys.readouterr().out
