@@ -99,7 +99,7 @@ for K in 10 40; do
   "$RAM" eval "${LEN[@]}" --docs "$K" --method ram bm25 --ratio 4 8 --out "$OUT/eval-nq$K-dev"
   "$RAM" eval "${LEN[@]}" --docs "$K" --method full --out "$OUT/eval-nq$K-dev"
 done
-for P in 9 0 19; do
+for P in 9 0 19 4 14; do
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method ram bm25 --ratio 8 --out "$OUT/eval-nq20-pos$P"
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method full --out "$OUT/eval-nq20-pos$P"
 done
@@ -116,6 +116,7 @@ PY=${PY:-.venv/bin/python}
 PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
   --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
   --keep ram:4 ram:8 bm25:4 bm25:8 full --xlabel "documents" --plot docs/nq-length-study-docs.png
-PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "9=$OUT/eval-nq20-pos9" \
-  --setting "19=$OUT/eval-nq20-pos19" --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "4=$OUT/eval-nq20-pos4" \
+  --setting "9=$OUT/eval-nq20-pos9" --setting "14=$OUT/eval-nq20-pos14" --setting "19=$OUT/eval-nq20-pos19" \
+  --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
   --keep ram:8 bm25:8 full --xlabel "gold position" --plot docs/nq-length-study-position.png
