@@ -20,7 +20,7 @@ import torch
 
 from ram.bench.latency import _text_of_length, make_subject
 from ram.data.nq_multidoc import build_nq_multidoc
-from ram.encoder import encode_rows, width_buckets
+from ram.encoder import encode_rows, pad_to, width_buckets
 from ram.model import RAMModel
 from ram.segment import segment_batch
 
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, docs in texts.items():
         seg = segment_batch([docs], tok, model.config.segment_tokens, model.config.word_snap_window)
         q = tok([QUESTION], add_special_tokens=False, return_tensors="pt")
-        pad = seg.ids.shape[1] - q["input_ids"].shape[1]
-        ids = torch.cat([torch.nn.functional.pad(q["input_ids"], (0, pad)), seg.ids])
-        mask = torch.cat([torch.nn.functional.pad(q["attention_mask"].bool(), (0, pad)), seg.mask])
+        width = seg.ids.shape[1]
+        ids = torch.cat([pad_to(q["input_ids"], width, 0), seg.ids])
+        mask = torch.cat([pad_to(q["attention_mask"].bool(), width, False), seg.mask])
         widths = mask.sum(1)
         uppers = width_buckets(widths)
         padded_after = sum(min(u for u in uppers if u >= w) for w in widths.tolist())

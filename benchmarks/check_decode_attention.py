@@ -20,7 +20,6 @@ Prints one line per result and exits 1 on a mismatch.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 
 import torch
@@ -60,7 +59,7 @@ def attention_errors(device: torch.device, dtype: torch.dtype, length: int, seed
 
 def id_agreement(device: torch.device, dtype: torch.dtype, seed: int, prompt_tokens: int) -> dict[str, float]:
     """Share of greedy ids equal to ``hf``'s, per engine, on a small random Qwen3 (one unpadded prompt)."""
-    config = copy.deepcopy(tiny())
+    config = tiny()  # a fresh config per call
     config.head_dim, config.num_attention_heads, config.num_key_value_heads = 64, 4, 2
     config.hidden_size, config.intermediate_size, config.initializer_range = 256, 512, 0.1
     model = build_random_model(config, dtype=dtype, device=device, seed=seed)

@@ -71,6 +71,7 @@ def test_bucketed_encoding_matches_one_padded_batch(tiny_llama_dir, max_batch_to
     ids = torch.randint(5, decoder.config.vocab_size, (len(lengths), 30), generator=gen)
     mask = torch.arange(30)[None, :] < lengths[:, None]  # [R, 30] right-padded
     ids[~mask] = 0
+    assert len(width_buckets(mask.sum(1))) > 1  # the short rows form their own group
     with torch.no_grad():
         out = encode_rows(encoder, ids, mask, max_batch_tokens)
         ref = encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
@@ -82,10 +83,15 @@ def test_bucketed_encoding_matches_one_padded_batch(tiny_llama_dir, max_batch_to
 def test_bucketed_encoding_carries_gradients(tiny_qwen3_dir) -> None:
     decoder = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir)
     encoder = build_encoder(decoder, 2)
-    lengths = torch.tensor([12, 2, 12, 5])
-    ids = torch.randint(5, decoder.config.vocab_size, (4, 12), generator=torch.Generator().manual_seed(1))
-    mask = torch.arange(12)[None, :] < lengths[:, None]
+    lengths = torch.tensor([40, 3, 40, 5, 40, 2, 40, 4, 40, 3, 40, 2])
+    ids = torch.randint(5, decoder.config.vocab_size, (12, 40), generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(40)[None, :] < lengths[:, None]
+    assert len(width_buckets(mask.sum(1))) > 1  # gradients flow back through every group
+    weight = encoder.layers[0].mlp.down_proj.weight
+    encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask].sum().backward()
+    ref = weight.grad.clone()  # one padded batch
+    weight.grad = None
     out = encode_rows(encoder, ids, mask, 1 << 20)
     out[mask].sum().backward()
-    grad = encoder.layers[0].mlp.down_proj.weight.grad
-    assert grad is not None and bool(grad.abs().sum() > 0)
+    assert weight.grad is not None and bool(ref.abs().sum() > 0)
+    torch.testing.assert_close(weight.grad, ref, rtol=1e-4, atol=1e-5)
