@@ -9,19 +9,21 @@
 # RAM_BENCH_STEPS names them (default "check hf fast prefix hf-long"): check, are the decode
 # attentions right on this GPU (benchmarks/check_decode_attention.py, seconds); hf engine over
 # 4k-32k; the fast engine (StaticCache + torch.compile/CUDA graphs) over 4k-32k and 64k;
-# fast-prefix at 32k and 64k; hf at 64k if time is left. "split" (fast-split) and "flex"
-# (fast-flex, rejected: 2.6x slower than fast on an H200), both at 32k/64k, run only when
-# named. A loan that only needs
-# the decode candidates: RAM_BENCH_STEPS="check prefix split" RAM_BENCH_BUDGET_S=480 (see
-# docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does not
-# stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
+# fast-prefix at 32k and 64k; hf at 64k if time is left. "split" (fast-split), "triton"
+# (fast-triton, a split-KV Triton kernel) and "flex" (fast-flex, rejected: 2.6x slower than fast
+# on an H200), each at 32k/64k (RAM_BENCH_FLEX_LENGTHS), run only when named; split, prefix and
+# triton stop after RAM_BENCH_STEP_CAP_S seconds (default 210). A loan that only needs the
+# decode candidates, at 32k:
+#   RAM_BENCH_STEPS="check prefix triton split" RAM_BENCH_FLEX_LENGTHS=32768 \
+#   RAM_BENCH_STEP_CAP_S=150 RAM_BENCH_BUDGET_S=540 bash benchmarks/gpu.sh
+# (see docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does
+# not stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
 # What comes back in $OUT (few files, for the device tool's 8-file limit):
-#   qwen3-4b-cuda-hf.{json,md}, qwen3-4b-cuda-fast-cenc.{json,md}  main sweep
-#   qwen3-4b-cuda-fast-prefix-cenc.json                            fast-prefix at 32k/64k
-#   qwen3-4b-cuda-fast-split-cenc.json                             fast-split at 32k/64k
+#   qwen3-4b-cuda-hf.json, qwen3-4b-cuda-fast-cenc.json       main sweep (tables: stdout, tarball)
+#   qwen3-4b-cuda-fast-{prefix,split,triton}-cenc.json        the decode candidates at 32k/64k
 #   summary.txt                                               GPU, versions, step log, failures
-#   bench-gpu.tar.gz                                          everything (PNGs, 64k runs, logs)
+#   bench-gpu.tar.gz                                          everything (tables, PNGs, 64k runs, logs)
 set -euo pipefail
 
 OUT="${OUT:-./bench-gpu}"
@@ -31,6 +33,7 @@ LENGTHS="${RAM_BENCH_LENGTHS:-4096 8192 16384 32768}"
 LONG="${RAM_BENCH_LONG-65536}"           # set empty to skip the long-context runs
 RATIOS="${RAM_BENCH_RATIOS:-8 32}"
 STEPS="${RAM_BENCH_STEPS:-check hf fast prefix hf-long}"   # which steps, in this order
+CAP="${RAM_BENCH_STEP_CAP_S:-210}"       # seconds at most for each decode candidate (split, prefix, triton)
 DEVICE="${RAM_BENCH_DEVICE:-cuda}"       # cpu: a smoke run of this script (with a small shape)
 COMMON=(--shape "$SHAPE" --device "$DEVICE" --dtype "${RAM_BENCH_DTYPE:-bfloat16}" --ratios $RATIOS
         --new-tokens "${RAM_BENCH_NEW_TOKENS:-32}" --encoder-layers "${RAM_BENCH_ENCODER_LAYERS:-8}" --no-plot
@@ -81,7 +84,7 @@ check() {
   local rc=0
   timeout -k 15 120 "$PY" benchmarks/check_decode_attention.py --device "$DEVICE" \
     ${RAM_BENCH_CHECK_EXTRA:-} >"$WORK/check.log" 2>&1 || rc=$?
-  grep -E "^(check_decode_attention|attention|ids) " "$WORK/check.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  grep -E "^(check_decode_attention|attention|time|ids) " "$WORK/check.log" | sed 's/^/    /' | tee -a "$SUMMARY"
   if [ "$rc" -ne 0 ]; then
     FAILED=$(( FAILED + 1 )); log "FAILED check rc=$rc; last lines:"
     tail -n 15 "$WORK/check.log" | sed 's/^/    /' | tee -a "$SUMMARY"
@@ -102,7 +105,7 @@ for path in sorted(Path(sys.argv[1]).rglob("*.json")):
         write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
         print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
 PY
-  cp "$WORK"/main/*.json "$WORK"/main/*.md "$WORK"/split/*.json "$WORK"/prefix/*.json "$OUT"/ 2>/dev/null || true
+  cp "$WORK"/main/*.json "$WORK"/split/*.json "$WORK"/prefix/*.json "$WORK"/triton/*.json "$OUT"/ 2>/dev/null || true
   tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
   cp "$SUMMARY" "$OUT/summary.txt"
 }
@@ -142,25 +145,30 @@ run_step() {
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/flex" ;;
     # fast-split (split-KV one-token steps as plain matmuls, SPLIT_CHUNK cache slots per piece) at
     # 32k and the long length: the same question as flex, without FlexAttention's kernel.
-    split) step split $(( $(left) - 60 < 210 ? $(left) - 60 : 210 )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
+    split) step split $(( $(left) - 60 < CAP ? $(left) - 60 : CAP )) "${COMMON[@]}" --engine fast-split ${RAM_BENCH_FAST_EXTRA---compile-encoder} \
           --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 --warmup 1 --out "$WORK/split" ;;
     # fast-prefix (the prompt's cache read by SDPA's flash kernel without a mask, which splits a
     # long cache over thread blocks; the decode tail merged by log-sum-exp) at 32k and the long
-    # length; at most 210 s (fast-flex took 216 s for the same rows) so later steps keep time.
-    prefix) step prefix $(( $(left) - 60 < 210 ? $(left) - 60 : 210 )) "${COMMON[@]}" --engine fast-prefix \
+    # length; at most $CAP s (fast-flex took 216 s for the same rows) so later steps keep time.
+    prefix) step prefix $(( $(left) - 60 < CAP ? $(left) - 60 : CAP )) "${COMMON[@]}" --engine fast-prefix \
           ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 \
           --warmup 1 --out "$WORK/prefix" ;;
+    # fast-triton (ram.bench.decode_kernel: split-KV Triton kernel, any bool mask) at 32k and the
+    # long length, at most $CAP s.
+    triton) step triton $(( $(left) - 60 < CAP ? $(left) - 60 : CAP )) "${COMMON[@]}" --engine fast-triton \
+          ${RAM_BENCH_FAST_EXTRA---compile-encoder} --lengths ${RAM_BENCH_FLEX_LENGTHS:-32768 $LONG} --repeats 3 \
+          --warmup 1 --out "$WORK/triton" ;;
     # hf at the long length, only if time is left.
     hf-long) if [ -n "$LONG" ]; then
           step hf-long $(( $(left) - 25 )) "${COMMON[@]}" --engine hf --lengths $LONG --repeats 1 --warmup 1 \
             --out "$WORK/long"
         fi ;;
-    *) log "unknown step $1 (known: check hf fast flex split prefix hf-long)"; FAILED=$(( FAILED + 1 )) ;;
+    *) log "unknown step $1 (known: check hf fast flex split prefix triton hf-long)"; FAILED=$(( FAILED + 1 )) ;;
   esac
 }
 for name in $STEPS; do run_step "$name"; done
 
 pack
-for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/split/*.md "$WORK"/prefix/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
+for table in "$WORK"/main/*.md "$WORK"/flex/*.md "$WORK"/split/*.md "$WORK"/prefix/*.md "$WORK"/triton/*.md "$WORK"/long/*.md; do if [ -f "$table" ]; then cat "$table"; fi; done
 log "finished: $FAILED failed step(s); results in $OUT"
 [ "$FAILED" -eq 0 ]

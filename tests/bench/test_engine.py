@@ -230,7 +230,7 @@ def test_bad_inputs(spread_model, bad, message):
     os.environ.get("RAM_TEST_COMPILE") != "1",
     reason="torch.compile (inductor) of the decode step takes ~30-60 s on a 2-core CPU; set RAM_TEST_COMPILE=1",
 )
-@pytest.mark.parametrize("engine", ["fast", "fast-flex", "fast-split", "fast-prefix"])
+@pytest.mark.parametrize("engine", ["fast", "fast-flex", "fast-split", "fast-prefix", "fast-triton"])
 def test_compiled_fast_matches_hf(spread_model, engine):
     lengths = (23,) if engine == "fast-prefix" else (23, 15)  # the prefix path needs an unpadded prompt
     embeds, mask, _ = left_pad(_prompts(spread_model, lengths))
@@ -247,13 +247,16 @@ def test_gpu_check_script_passes_here_and_catches_a_wrong_log_sum_exp(monkeypatc
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "check_decode_attention.py"
     main = runpy.run_path(str(script))["main"]
-    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200"]) == 0
+    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200", "--new-tokens", "6",
+                 "--repeats", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count(" ok") == 3 and "ids fast-prefix: 100% equal to hf" in out
+    assert out.count(" GB/s of K/V read") == 4 and "time triton (fast-triton): " in out
+    assert out.count(" ok") == 4 and "ids fast-prefix: 100% equal to hf" in out
+    assert "ids fast-triton: 100% equal to hf" in out  # Triton in its CPU interpreter (tests/conftest.py)
     # a kernel whose log-sum-exp were in base 2 (a plausible GPU difference) must be flagged
     real = engine_module._attention_with_lse
     monkeypatch.setattr(engine_module, "_attention_with_lse",
                         lambda *a: (lambda o, lse: (o, lse * 1.4426950408889634))(*real(*a)))
     main = runpy.run_path(str(script))["main"]
-    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200"]) == 1
+    assert main(["--device", "cpu", "--length", "300", "--prompt-tokens", "200", "--engines", "fast-prefix"]) == 1
     assert "prefix (fast-prefix): max abs error" in capsys.readouterr().out

@@ -35,12 +35,13 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         "save_pretrained) to time instead of --shape, on real text like 'default'")
     p.add_argument("--lengths", type=int, nargs="+", default=DEFAULT_LENGTHS, metavar="L", help="context lengths in tokens")
     p.add_argument("--ratios", type=float, nargs="+", default=DEFAULT_RATIOS, metavar="R", help="RAM compression ratios")
-    p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex,fast-split,fast-prefix}",
+    p.add_argument("--engine", nargs="+", default=["hf"], metavar="{hf,fast,fast-flex,fast-split,fast-prefix,fast-triton}",
                    help="decode engine(s): hf = generate(); fast = StaticCache + compiled step; fast-flex = fast "
                         "with FlexAttention for one-token steps (measured 2.6x slower than fast on an H200; kept "
                         "for comparison); fast-split = fast with split-KV one-token steps in plain matmuls; "
                         "fast-prefix = fast with the prompt's cache read by the unmasked flash kernel and the "
-                        "decode tail merged by log-sum-exp (the last two not yet timed on a GPU) "
+                        "decode tail merged by log-sum-exp; fast-triton = fast with a split-KV Triton kernel "
+                        "(CUDA only) (the last three not yet timed on a GPU) "
                         "(several: one file each)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="fast engine without torch.compile (eager step, no compile wait; compiled decodes "
@@ -100,6 +101,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if "fast-triton" in engines:
+        from .decode_kernel import available
+
+        if not available(device):
+            raise ValueError(f"--engine fast-triton needs the triton package and a CUDA device, not {device.type}")
     dtype = resolve_dtype(args.dtype, device)
     start = time.perf_counter()
     subject = make_subject(args.shape, device, dtype, args.encoder_layers, args.segment_tokens, args.text, args.seed)

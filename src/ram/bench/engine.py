@@ -8,7 +8,8 @@ FlexAttention's decoding kernel for the one-token steps: an experiment for long 
 where SDPA's masked kernel leaves most SMs idle. On an H200 it was 2.6x slower than ``fast``
 (docs/results.md), so it stays a bench option, not a library engine. ``fast-split`` (split-KV
 in plain matmuls) and ``fast-prefix`` (the prompt's cache through the unmasked flash kernel,
-merged with the decode tail by log-sum-exp) are the next candidates, not yet timed on a GPU.
+merged with the decode tail by log-sum-exp) and ``fast-triton`` (a split-KV Triton kernel,
+:mod:`ram.bench.decode_kernel`) are the next candidates, not yet timed on a GPU.
 The engines ignore EOS here and
 emit exactly ``max_new_tokens`` tokens, so timings compare equal work; on the same weights
 they produce the same ids.
@@ -133,8 +134,9 @@ def _fast_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 FLEX_ATTENTION = "ram_fast_flex"
 SPLIT_ATTENTION = "ram_fast_split"
 PREFIX_ATTENTION = "ram_fast_prefix"
+TRITON_ATTENTION = "ram_fast_triton"
 DECODE_ATTENTION = {"sdpa": FAST_ATTENTION, "flex": FLEX_ATTENTION, "split": SPLIT_ATTENTION,
-                    "prefix": PREFIX_ATTENTION}
+                    "prefix": PREFIX_ATTENTION, "triton": TRITON_ATTENTION}
 SPLIT_CHUNK = 1024  # cache positions per partial product in split-KV decoding (``split``)
 
 
@@ -232,6 +234,27 @@ def _prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
+def _triton_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """:func:`_fast_attention`, except that one-token steps with a ``[B, 1, 1, T]`` bool mask run
+    the split-KV Triton kernel (:mod:`ram.bench.decode_kernel`): the cache is spread over
+    many programs, each reading its slice once for all query heads of a KV head."""
+    from ram.bench.decode_kernel import decode_attention
+
+    plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+    batch, heads, q_len, dim = query.shape
+    usable_mask = attention_mask is not None and attention_mask.dtype == torch.bool and attention_mask.ndim == 4 \
+        and attention_mask.shape[1] == 1 and attention_mask.shape[2] == 1 and attention_mask.shape[-1] == key.shape[2]
+    if q_len != 1 or not plain or not usable_mask or heads % key.shape[1] or value.shape[-1] != dim:
+        return _fast_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                               is_causal=is_causal, **kwargs)
+    assert attention_mask is not None  # for type checkers: usable_mask implies it
+    scale = dim**-0.5 if scaling is None else scaling
+    out = decode_attention(query[:, :, 0], key, value, attention_mask[:, 0, 0], scale)  # [B, H, D]
+    return out[:, None], None
+
+
 def _flex_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                     is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
@@ -272,13 +295,15 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(SPLIT_ATTENTION, sdpa_mask)
     AttentionInterface.register(PREFIX_ATTENTION, _prefix_attention)
     AttentionMaskInterface.register(PREFIX_ATTENTION, sdpa_mask)
+    AttentionInterface.register(TRITON_ATTENTION, _triton_attention)
+    AttentionMaskInterface.register(TRITON_ATTENTION, sdpa_mask)
 
 
 @contextmanager
 def _fast_attention_on(decoder: PreTrainedModel, attention: str = "sdpa") -> Iterator[None]:
     """Route an SDPA decoder through :func:`_fast_attention` (``sdpa``), :func:`_flex_attention`
-    (``flex``), :func:`_split_attention` (``split``) or :func:`_prefix_attention` (``prefix``) for
-    the duration (restored after)."""
+    (``flex``), :func:`_split_attention` (``split``), :func:`_prefix_attention` (``prefix``) or
+    :func:`_triton_attention` (``triton``) for the duration (restored after)."""
     config = decoder.config
     before = getattr(config, "_attn_implementation", None)
     if before not in ("sdpa", *DECODE_ATTENTION.values()):
@@ -375,12 +400,19 @@ def generate_fast(
     ``check_every`` steps, to keep host syncs rare); ids after a row's EOS are whatever greedy
     decoding continued with, so callers cut each row at its first EOS. Without it, exactly
     ``max_new_tokens`` ids (the benchmark's equal-work setting). ``attention``: ``sdpa``,
-    ``flex``, ``split`` or ``prefix`` for the one-token steps (see :func:`_flex_attention`,
-    :func:`_split_attention`, :func:`_prefix_attention`; ``prefix`` needs an unpadded prompt and
-    falls back to ``sdpa`` for a padded batch)."""
+    ``flex``, ``split``, ``prefix`` or ``triton`` for the one-token steps (see
+    :func:`_flex_attention`, :func:`_split_attention`, :func:`_prefix_attention`,
+    :func:`_triton_attention`; ``prefix`` needs an unpadded prompt and falls back to ``sdpa`` for
+    a padded batch; ``triton`` needs Triton and a CUDA device)."""
     if attention not in DECODE_ATTENTION:
         raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, got {attention!r}")
     device = inputs_embeds.device
+    if attention == "triton":
+        from ram.bench.decode_kernel import available
+
+        if not available(device):
+            raise RuntimeError(f"fast-triton needs the triton package and a CUDA device (got {device.type}); "
+                               "on CPU use fast, or set TRITON_INTERPRET=1 to test it (very slow)")
     batch, length = attention_mask.shape
     mask = attention_mask.bool()
     if attention == "prefix" and not bool(mask.all()):
@@ -446,6 +478,9 @@ ENGINES: dict[str, Callable[..., tuple[torch.Tensor, Timings]]] = {
     # masked decode tail by log-sum-exp (GPU experiment)
     "fast-prefix": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
                                                                                 compile=compile, attention="prefix"),
+    # fast with a split-KV Triton kernel for the one-token steps (any bool mask; GPU experiment)
+    "fast-triton": lambda decoder, embeds, mask, n, compile=True: generate_fast(decoder, embeds, mask, n,
+                                                                                compile=compile, attention="triton"),
 }
 
 
