@@ -272,3 +272,19 @@ def test_default_model_on_real_text(tmp_path: Path):
     assert [r["mode"] for r in got] == ["full", "ram"]
     assert got[0]["shape"] == "default" and all(r["tokenize_s"] > 0 for r in got)
     assert got[1]["decoder_input_tokens"] < got[0]["decoder_input_tokens"]
+
+
+def test_decode_fit_splits_fixed_and_per_length_cost(tmp_path, capsys):
+    """benchmarks/decode_fit.py recovers a known line, and its bound's, from bench rows."""
+    import runpy
+
+    rows = [{"engine": "fast", "decoder_input_tokens": n, "decode_ms_per_token": 4.0 + 0.7 * n / 1000,
+             "decode_bound_ms": 2.0 + 0.035 * n / 1000} for n in (1000, 4000, 32000)]
+    (tmp_path / "a.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "one.json").write_text(json.dumps({"rows": rows[:1]}))  # one length: cannot fit
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "decode_fit.py"
+    main = runpy.run_path(str(script))["main"]
+    assert main([str(tmp_path / "a.json"), str(tmp_path / "one.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "| a.json | fast | 3 | 1000–32000 | 4.00 | 0.700 | 2.00 | 0.035 | 2.0x | 20.0x |" in out
+    assert "one.json: fewer than two cache lengths" in err
