@@ -98,6 +98,26 @@ def test_answer_json_and_text(capsys, model_dir: str, files: dict[str, str]) -> 
     assert json.loads(fast_out)["answer"] == data["answer"]
 
 
+def test_dtype_option_loads_that_precision(capsys, model_dir: str, files: dict[str, str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import ram.cli as cli
+
+    loaded = []
+    real = cli.load_model
+    monkeypatch.setattr(cli, "load_model", lambda *a: loaded.append(real(*a)) or loaded[-1])
+    code, out, err = _run(capsys, ["answer", "--context", files["context.txt"], "--question", QUESTION, "--ratio", "2",
+                                   "--model", model_dir, "--max-new-tokens", "3", "--format", "json", "--dtype", "bfloat16"])
+    assert code == 0, err
+    assert isinstance(json.loads(out)["answer"], str)
+    assert loaded[0].decoder.dtype == loaded[0].encoder.dtype == torch.bfloat16
+    assert next(loaded[0].skim.parameters()).dtype == torch.bfloat16
+    code, _, err = _run(capsys, ["compress", "--context", files["context.txt"], "--question", QUESTION,
+                                 "--model", model_dir, "--dtype", "float8"])
+    assert code == 2 and "invalid choice" in err
+
+
 def test_skim_share_reaches_ratios_beyond_all_skim(capsys, model_dir: str, files: dict[str, str]) -> None:
     base = ["compress", "--context", files["context.txt"], "--question", QUESTION, "--ratio", "1000",
             "--model", model_dir, "--format", "json"]

@@ -76,11 +76,18 @@ def check_question(question: str) -> str:
     return question.strip()
 
 
-def load_model(name: str) -> Any:
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_HELP = ("weights and activations (default float32); bfloat16 roughly halves encoding time on CPUs "
+              "with AVX512-BF16 or AMX (docs/results.md)")
+
+
+def load_model(name: str, dtype: str = "float32") -> Any:
     """Load for inference: eval mode, LoRA folded into the weights (no extra matmuls per layer)."""
+    import torch
+
     from .model import RAMModel
 
-    model = RAMModel.from_pretrained(name).eval()
+    model = RAMModel.from_pretrained(name, dtype=getattr(torch, dtype)).eval()
     model.merge_lora()
     return model
 
@@ -99,7 +106,7 @@ def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
     question = check_question(args.question)
     check_ratio(args.ratio)
     context = read_context(args.context)
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     set_skim_share(model, args.max_skim_share)
     keep_ratio = args.keep_ratio
     ratio = None if keep_ratio is not None else args.ratio
@@ -170,7 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         docs, questions = demo["documents"], demo["questions"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise UsageError(f"{path} is not a demo file ({err})") from err
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     model.decode_engine = args.engine
     set_skim_share(model, args.max_skim_share)
     print(f"model: {args.model} ({'trained' if model.trained else 'untrained'} RAM on {model.config.backbone}); "
@@ -245,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default="default", help="'default', 'default-fast', a built-in backbone, or a RAM directory")
         p.add_argument("--format", choices=("text", "json"), default="text")
         p.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
+        p.add_argument("--dtype", choices=DTYPES, default="float32", help=DTYPE_HELP)
         if answer:
             p.add_argument("--max-new-tokens", type=int, default=32)
             p.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
@@ -261,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=32)
     demo.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
     demo.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
+    demo.add_argument("--dtype", choices=DTYPES, default="float32", help=DTYPE_HELP)
     demo.add_argument("--full", action="store_true", help="also time the full prompt on the first question")
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     nq = data.add_parser("nq-multidoc", help="NQ multi-document contexts from the shared NQ-open file")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ram import RAMModel
 from ram.data import Example, write_examples
@@ -119,6 +120,25 @@ def test_resume_refuses_other_settings(ram_dir: str, tmp_path: Path) -> None:
     run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False)
     with pytest.raises(ValueError, match="max_new_tokens"):
         run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=4, progress=False)
+    with pytest.raises(ValueError, match="dtype 'float32' -> 'bfloat16'"):
+        run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False, dtype="bfloat16")
+    # a folder from before --dtype (no dtype in run.json) ran in float32
+    settings = json.loads((tmp_path / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "dtype"}))
+    with pytest.raises(ValueError, match="dtype 'float32' -> 'bfloat16'"):
+        run_eval(examples, ["closed-book"], [], ram_dir, tmp_path, max_new_tokens=3, progress=False, dtype="bfloat16")
+    with pytest.raises(ValueError, match="dtype must be"):
+        run_eval(examples, ["closed-book"], [], ram_dir, tmp_path / "new", max_new_tokens=3, progress=False, dtype="fp8")
+
+
+def test_bfloat16_run_loads_bfloat16_models(ram_dir: str, tmp_path: Path) -> None:
+    examples = make_examples(2)
+    models = methods_mod.Models(ram_dir, dtype=torch.bfloat16)
+    rows = run_eval(examples, ["ram", "closed-book"], [2.0], ram_dir, tmp_path, max_new_tokens=3, progress=False,
+                    models=models, dtype="bfloat16")
+    assert models.ram.decoder.dtype == models.ram.encoder.dtype == torch.bfloat16
+    assert {r["method"] for r in rows} == {"ram", "closed-book"} and all(r["n"] == 2 for r in rows)
+    assert json.loads((tmp_path / "run.json").read_text())["dtype"] == "bfloat16"
 
 
 def test_resume_refuses_another_context_under_the_same_id(ram_dir: str, tmp_path: Path) -> None:

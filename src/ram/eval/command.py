@@ -47,6 +47,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--segment-cache-mib", type=float, default=512.0, metavar="MIB",
                    help="memory for reusing segment encodings across examples that share documents "
                         "(L-Eval: many instructions per document); 0 turns it off (default 512)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="weights and activations of every model in the run (default float32)")
     p.add_argument("--engine", choices=("hf", "fast"), default="hf",
                    help="decoding: hf = transformers generate; fast = static KV cache (same greedy answers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -122,7 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = run_eval(examples, args.method, args.ratio, args.model, out, seed=args.seed, limit=args.limit,
                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                     progress=not args.no_progress, device=_device(args.device),
-                    segment_cache_mib=args.segment_cache_mib, engine=args.engine)
+                    segment_cache_mib=args.segment_cache_mib, engine=args.engine, dtype=args.dtype)
     print(f"summary: {out / SUMMARY_MD} ({len(examples)} examples; predictions in {out / 'predictions.jsonl'})")
     print(format_table(rows))
     return 0

@@ -117,13 +117,15 @@ class Models:
     lengths per (example id, ratio) that the text baselines must match."""
 
     def __init__(self, model_name: str = "default", device: str | torch.device = "cpu", seed: int = 0,
-                 batch_size: int = 8, segment_cache_mib: float = 0.0, engine: str = "hf") -> None:
+                 batch_size: int = 8, segment_cache_mib: float = 0.0, engine: str = "hf",
+                 dtype: torch.dtype = torch.float32) -> None:
         if segment_cache_mib < 0:
             raise ValueError(f"segment cache size must be >= 0 MiB, got {segment_cache_mib}")
         self.segment_cache_mib = segment_cache_mib
         self.engine = engine  # decode engine of every model here ("hf" or "fast")
         self.model_name = str(model_name)
         self.device = device
+        self.dtype = dtype  # of every model loaded here
         self.seed = seed
         self.batch_size = max(1, batch_size)
         self._ram: RAMModel | None = None
@@ -136,7 +138,7 @@ class Models:
         """The RAM model named by ``--model``."""
         if self._ram is None:
             logger.info("loading RAM model %s", self.model_name)
-            self._ram = RAMModel.from_pretrained(self.model_name, device=self.device)
+            self._ram = RAMModel.from_pretrained(self.model_name, dtype=self.dtype, device=self.device)
             self._ram.eval()
             self._ram.decode_engine = self.engine
             self._cache(self._ram)
@@ -160,7 +162,7 @@ class Models:
                 self._untrained = RAMModel(ram.config, ram.decoder, ram.tokenizer)
             else:
                 self._untrained = RAMModel.from_backbone(ram.config.backbone, config=ram.config,
-                                                         device=self.device)
+                                                         dtype=self.dtype, device=self.device)
             self._untrained.eval()
             self._untrained.decode_engine = self.engine
             self._cache(self._untrained)

@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_bytes, atomic_write_text
@@ -97,6 +98,7 @@ def _check_run_settings(out_dir: Path, settings: dict[str, Any], resuming: bool)
         except ValueError:
             old = None
         if isinstance(old, dict):
+            old.setdefault("dtype", "float32")  # folders from before --dtype ran in float32
             changed = {k: (old.get(k), v) for k, v in settings.items() if k in old and old[k] != v}
             if changed:
                 what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
@@ -270,6 +272,7 @@ def run_eval(
     models: Models | None = None,
     segment_cache_mib: float = 0.0,
     engine: str = "hf",
+    dtype: str = "float32",
 ) -> list[dict[str, Any]]:
     """Evaluate ``methods`` (x ``ratios`` for methods with a ratio) on ``examples``; return
     the summary rows (also written to ``out_dir``). Resumes from ``out_dir/predictions.jsonl``.
@@ -278,7 +281,8 @@ def run_eval(
     skipped with an error in the log; if every method is skipped, ``MethodUnavailable``.
     ``segment_cache_mib`` > 0 reuses segment encodings across examples sharing documents.
     ``engine`` is the decode engine (``hf`` or ``fast``: same greedy ids, see
-    :meth:`ram.RAMModel.generate_ids`).
+    :meth:`ram.RAMModel.generate_ids`). ``dtype`` (``float32``, ``bfloat16``, ``float16``) is the
+    precision of every model of the run; a folder keeps one precision (``run.json``).
     """
     examples = list(examples)[: limit if limit is not None and limit >= 0 else None]
     methods = list(methods)
@@ -286,6 +290,8 @@ def run_eval(
     _check_inputs(examples, methods, ratios, batch_size, max_new_tokens)
     if engine not in DECODE_ENGINES:
         raise ValueError(f"engine must be one of {', '.join(DECODE_ENGINES)}, got {engine!r}")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = out_dir / PREDICTIONS
@@ -303,11 +309,11 @@ def run_eval(
                              "--gold-position or data file?); use a new --out")
     done = {_key(r["method"], r.get("ratio"), r["id"]) for r in records}
     model_key = str(Path(model_name).resolve()) if Path(model_name).is_dir() else str(model_name)
-    _check_run_settings(out_dir, {"model": model_key, "seed": seed, "max_new_tokens": max_new_tokens},
-                        resuming=bool(records))
+    _check_run_settings(out_dir, {"model": model_key, "seed": seed, "max_new_tokens": max_new_tokens,
+                                  "dtype": dtype}, resuming=bool(records))
 
     models = models or Models(model_name, device=device, seed=seed, batch_size=batch_size,
-                              segment_cache_mib=segment_cache_mib, engine=engine)
+                              segment_cache_mib=segment_cache_mib, engine=engine, dtype=getattr(torch, dtype))
     stored_lengths = _load_ram_lengths(out_dir, model_key)
     length_keys = {e.id: f"{e.id}|{fingerprints[e.id]}" for e in examples}
     for e in examples:
