@@ -127,7 +127,11 @@ def build(fn, pointers, consts):
 partial, combine = _kernels()
 kernel = build(partial, {"q_ptr": "*bf16", "k_ptr": "*bf16", "v_ptr": "*bf16", "mask_ptr": "*u8", "out_ptr": "*fp32",
                          "lse_ptr": "*fp32", "scale_log2": "fp32"},
-               {"GROUPS": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_D": 128, "BLOCK": 64, "UPCAST": False})
+               {"GROUPS": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_D": 128, "BLOCK": 64, "UPCAST": False,
+                "PRECISION": "tf32"})
+build(partial, {"q_ptr": "*fp32", "k_ptr": "*fp32", "v_ptr": "*fp32", "mask_ptr": "*u8", "out_ptr": "*fp32",
+                "lse_ptr": "*fp32", "scale_log2": "fp32"},
+      {"GROUPS": 3, "BLOCK_G": 16, "HEAD_DIM": 64, "BLOCK_D": 64, "BLOCK": 64, "UPCAST": False, "PRECISION": "ieee"})
 build(combine, {"part_ptr": "*fp32", "lse_ptr": "*fp32", "res_ptr": "*bf16"},
       {"SPLITS": 33, "BLOCK_S": 64, "HEAD_DIM": 128, "BLOCK_D": 128})
 print("mma" in kernel.asm["ptx"], len(kernel.asm["cubin"]) > 0)
@@ -136,7 +140,8 @@ print("mma" in kernel.asm["ptx"], len(kernel.asm["cubin"]) > 0)
 
 def test_kernels_compile_for_hopper_with_tritons_own_compiler():
     """The interpreter is lenient; the real compiler (PTX, then ptxas to an sm_90 cubin, both in the
-    triton wheel) must accept the kernels at Qwen3-4B's decode shapes in bf16, with tensor-core dots."""
+    triton wheel) must accept the kernels at Qwen3-4B's decode shapes in bf16, with tensor-core dots,
+    and at SmolLM2's in fp32."""
     import subprocess
     import sys
     from pathlib import Path

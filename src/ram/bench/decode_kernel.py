@@ -53,7 +53,8 @@ def _kernels() -> tuple[Any, Any]:
                        stride_lb, stride_lh,
                        length, split_len, scale_log2,
                        GROUPS: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       BLOCK_D: tl.constexpr, BLOCK: tl.constexpr, UPCAST: tl.constexpr):
+                       BLOCK_D: tl.constexpr, BLOCK: tl.constexpr, UPCAST: tl.constexpr,
+                       PRECISION: tl.constexpr):
         # one program: one split of the cache, one batch row, one KV head and all its query heads
         split = tl.program_id(0)
         row = tl.program_id(1).to(tl.int64)  # 64-bit offsets: a long cache times a batch passes 2**31
@@ -84,14 +85,14 @@ def _kernels() -> tuple[Any, Any]:
             if UPCAST:
                 k = k.to(tl.float32)
                 v = v.to(tl.float32)
-            s = tl.dot(q, tl.trans(k)) * scale_log2  # [BLOCK_G, BLOCK], log2 domain
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # [BLOCK_G, BLOCK], log2 domain
             s = tl.where(keep[None, :], s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no key yet: keep exp2 finite
             alpha = tl.exp2(m_i - m_safe)
             p = tl.exp2(s - m_safe[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
             m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
         lse = tl.where(l_i > 0, m_i + tl.log2(l_safe), float("-inf"))  # empty split: weight 0
@@ -175,6 +176,7 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         length, split_len, scale * 1.4426950408889634,  # log2(e): the kernel works in base 2
         GROUPS=groups, BLOCK_G=max(16, _next_pow2(groups)), HEAD_DIM=dim, BLOCK_D=block_d, BLOCK=BLOCK_N,
         UPCAST=interpreting(),
+        PRECISION="ieee" if query.dtype == torch.float32 else "tf32",  # fp32 caches: no tf32 rounding
     )
     combine_kernel[(batch, heads)](
         parts, lse, result,
