@@ -105,6 +105,8 @@ for path in sorted(Path(sys.argv[1]).rglob("*.json")):
         write_report(path.parent, path.stem, data["rows"], data.get("machine", {}), data.get("settings", {}))
         print(f"report {path.relative_to(sys.argv[1])}: {len(data['rows'])} rows, complete={data['settings'].get('complete')}")
 PY
+  # decode cost split into a fixed and a per-cache-length part, per engine (benchmarks/decode_fit.py)
+  "$PY" benchmarks/decode_fit.py "$WORK"/*/*.json >>"$SUMMARY" 2>&1 || true
   cp "$WORK"/main/*.json "$WORK"/split/*.json "$WORK"/prefix/*.json "$WORK"/triton/*.json "$OUT"/ 2>/dev/null || true
   tar -czf "$OUT/bench-gpu.tar.gz" -C "$WORK" . 2>/dev/null || true
   cp "$SUMMARY" "$OUT/summary.txt"
