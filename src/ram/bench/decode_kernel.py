@@ -129,12 +129,16 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def num_splits(device: torch.device, batch: int, kv_heads: int, length: int) -> int:
     """Cache splits so that splits x batch x KV heads is about ``PROGRAMS_PER_SM`` per SM
     (never more than one tile per split). Fixed for a cache length, so CUDA graphs replay it."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    wanted = -(-PROGRAMS_PER_SM * sms // (batch * kv_heads))
-    return max(1, min(wanted, -(-length // BLOCK_N)))
+    wanted = _cdiv(PROGRAMS_PER_SM * sms, batch * kv_heads)
+    return max(1, min(wanted, _cdiv(length, BLOCK_N)))
 
 
 @torch.library.custom_op("ram::decode_attention", mutates_args=())
@@ -158,8 +162,8 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     mask = mask.contiguous().view(torch.uint8)
     groups = heads // kv_heads
     splits = splits or num_splits(query.device, batch, kv_heads, length)
-    split_len = -(-(-(-length // splits)) // BLOCK_N) * BLOCK_N  # whole tiles per split
-    splits = -(-length // split_len)
+    split_len = _cdiv(_cdiv(length, splits), BLOCK_N) * BLOCK_N  # whole tiles per split
+    splits = _cdiv(length, split_len)
     parts = torch.empty(batch, heads, splits, dim, dtype=torch.float32, device=query.device)
     lse = torch.empty(batch, heads, splits, dtype=torch.float32, device=query.device)
     result = torch.empty(batch, heads, dim, dtype=query.dtype, device=query.device)
