@@ -119,6 +119,12 @@ PY=${PY:-.venv/bin/python}
 PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
   --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
   --keep ram:4 ram:8 bm25:4 bm25:8 full --xlabel "documents" --plot docs/nq-length-study-docs.png
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
+  --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
+  --keep ram:2 ram:4 ram:8 ram:16 ram:32 bm25:2 bm25:4 bm25:8 bm25:16 bm25:32 full --xlabel "documents"
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
+  --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
+  --keep ram:2 ram:4 ram:8 ram:16 ram:32 full --xlabel "documents" --plot docs/nq-length-study-ratios.png
 PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "4=$OUT/eval-nq20-pos4" \
   --setting "9=$OUT/eval-nq20-pos9" --setting "14=$OUT/eval-nq20-pos14" --setting "19=$OUT/eval-nq20-pos19" \
   --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
