@@ -83,6 +83,13 @@ B=(--lengths 4096 --ratios 8 32 --new-tokens 16 --repeats 3 --warmup 1 --threads
 "$RAM" bench --model default-fast "${B[@]}" --engine hf fast --out "$OUT/bench-s8-fast"
 "$RAM" bench --shape default "${B[@]}" --engine hf fast --out "$OUT/bench-s8-default"
 for M in default default-fast; do PYTHONPATH=src .venv/bin/python benchmarks/ab_encode_buckets.py "$M"; done
+# bfloat16 against float32 on this CPU (AVX512-BF16), two rounds in opposite orders; and the answers in bf16
+B2=(--lengths 4096 --ratios 8 32 --new-tokens 16 --repeats 3 --warmup 1 --threads 2 --no-plot --engine hf fast)
+"$RAM" bench --shape default "${B2[@]}" --dtype bfloat16 --out "$OUT/bench-s9-bf16"
+"$RAM" bench --shape default "${B2[@]}" --out "$OUT/bench-s9-fp32"
+"$RAM" bench --shape default "${B2[@]}" --out "$OUT/bench-s9-fp32b"
+"$RAM" bench --shape default "${B2[@]}" --dtype bfloat16 --out "$OUT/bench-s9-bf16b"
+"$RAM" eval "${NQ[@]}" --model default --dtype bfloat16 --method ram --ratio 8 4 --out "$OUT/eval-nq300-bf16"
 # the decode steps side by side on CPU, all eager (fast-prefix and fast-split are GPU candidates)
 "$RAM" bench --shape default --lengths 4096 --ratios 8 --engine fast fast-prefix fast-split --no-compile \
   --new-tokens 16 --repeats 2 --warmup 1 --threads 2 --no-plot --out "$OUT/bench-s8-steps"
