@@ -48,7 +48,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="memory for reusing segment encodings across examples that share documents "
                         "(L-Eval: many instructions per document); 0 turns it off (default 512)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="weights and activations of every model in the run (default float32)")
+                   help="weights and activations of the RAM and backbone models (default float32; the embedding "
+                        "baseline stays float32)")
     p.add_argument("--engine", choices=("hf", "fast"), default="hf",
                    help="decoding: hf = transformers generate; fast = static KV cache (same greedy answers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
