@@ -12,10 +12,11 @@
 # fast-prefix at 32k and 64k; hf at 64k if time is left. "split" (fast-split), "triton"
 # (fast-triton, a split-KV Triton kernel) and "flex" (fast-flex, rejected: 2.6x slower than fast
 # on an H200), each at 32k/64k (RAM_BENCH_FLEX_LENGTHS), run only when named; split, prefix and
-# triton stop after RAM_BENCH_STEP_CAP_S seconds (default 210). A loan that only needs the
-# decode candidates, at 32k:
-#   RAM_BENCH_STEPS="check prefix triton split" RAM_BENCH_FLEX_LENGTHS=32768 \
-#   RAM_BENCH_STEP_CAP_S=150 RAM_BENCH_BUDGET_S=540 bash benchmarks/gpu.sh
+# triton stop after RAM_BENCH_STEP_CAP_S seconds (default 210). A loan that only needs the two
+# strongest decode candidates, at a short, a long and a very long cache (so summary.txt's
+# decode fit has three lengths per engine):
+#   RAM_BENCH_STEPS="check prefix triton" RAM_BENCH_FLEX_LENGTHS="4096 32768 65536" \
+#   RAM_BENCH_STEP_CAP_S=220 RAM_BENCH_BUDGET_S=540 bash benchmarks/gpu.sh
 # (see docs/results.md, "Not measured yet"). Each step has its own timeout and a failed step does
 # not stop the others. Every step rewrites its JSON after each row, so a cut step keeps what it measured.
 #
