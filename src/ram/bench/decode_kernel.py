@@ -39,7 +39,8 @@ def available(device: torch.device) -> bool:
 
 @functools.cache
 def _kernels() -> tuple[Any, Any]:
-    """Build the two Triton kernels on first use (the interpreter flag is read at definition)."""
+    """Build the two Triton kernels on first use, so importing this module needs no Triton.
+    (Triton reads ``TRITON_INTERPRET`` when it is first imported: set it before that.)"""
     import triton
     import triton.language as tl
 
