@@ -5,7 +5,7 @@
 
 Timing a decode step says nothing if it computes the wrong thing, and the GPU paths (the flash
 kernel and its log-sum-exp in ``fast-prefix``) never run in the CPU test suite. This check runs
-first in a GPU loan (``RAM_BENCH_STEPS="check prefix split"``):
+first in a GPU loan (``RAM_BENCH_STEPS="check prefix triton"``):
 
 1. one one-token attention call at Qwen3-4B's heads (32 query, 8 KV, head dim 128) over a cache
    of ``--length`` prompt slots plus a 31-slot decode tail, for ``fast``'s SDPA step,
