@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from .bench.command import add_bench_parser, cmd_bench
+from .config import DTYPE_NAMES
 from .eval.command import add_eval_parser, cmd_eval
 
 logger = logging.getLogger("ram")
@@ -76,7 +77,6 @@ def check_question(question: str) -> str:
     return question.strip()
 
 
-DTYPES = ("float32", "bfloat16", "float16")
 DTYPE_HELP = ("weights and activations (default float32); bfloat16 roughly halves encoding time on CPUs "
               "with AVX512-BF16 or AMX (docs/results.md)")
 
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default="default", help="'default', 'default-fast', a built-in backbone, or a RAM directory")
         p.add_argument("--format", choices=("text", "json"), default="text")
         p.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
-        p.add_argument("--dtype", choices=DTYPES, default="float32", help=DTYPE_HELP)
+        p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help=DTYPE_HELP)
         if answer:
             p.add_argument("--max-new-tokens", type=int, default=32)
             p.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=32)
     demo.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
     demo.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
-    demo.add_argument("--dtype", choices=DTYPES, default="float32", help=DTYPE_HELP)
+    demo.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help=DTYPE_HELP)
     demo.add_argument("--full", action="store_true", help="also time the full prompt on the first question")
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     nq = data.add_parser("nq-multidoc", help="NQ multi-document contexts from the shared NQ-open file")

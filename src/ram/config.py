@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 PROMPT_FORMATS = ("chat", "plain")
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # precisions the CLI and configs accept, by torch name
 
 
 @dataclass

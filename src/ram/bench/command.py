@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import DTYPE_NAMES
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_LENGTHS = [1024, 2048, 4096]
@@ -50,7 +52,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (medians are reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per setting first (compilation happens here)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+    p.add_argument("--dtype", default=None, choices=DTYPE_NAMES,
                    help="default: float32 on cpu, bfloat16 on cuda")
     p.add_argument("--encoder-layers", type=int, default=None,
                    help="encoder depth (default: 8 for random shapes, the model's own for 'default')")

@@ -38,6 +38,7 @@ from torch import nn
 from ..assemble import hybrid_context, left_pad, with_prompt
 from ..atomic import atomic_file
 from ..cache import SegmentStateCache
+from ..config import DTYPE_NAMES
 from ..encoder import build_encoder, encode_question_and_segments
 from ..select import select_segments
 from ..skim import SkimPooler, masked_mean
@@ -47,7 +48,7 @@ from .shapes import SHAPES, build_random_model, shape_config
 logger = logging.getLogger(__name__)
 
 MODEL_PREFIX = "model:"  # shape string for a saved RAM directory: "model:runs/x/final"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 DEMO_FILE = Path(__file__).resolve().parents[3] / "examples" / "demo.json"
 STAGES = ("tokenize_s", "encode_s", "compress_other_s", "prefill_s", "decode_s", "e2e_s")
 ROW_FIELDS = (

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import DTYPE_NAMES
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["add_eval_parser", "cmd_eval", "format_table"]
@@ -47,7 +49,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--segment-cache-mib", type=float, default=512.0, metavar="MIB",
                    help="memory for reusing segment encodings across examples that share documents "
                         "(L-Eval: many instructions per document); 0 turns it off (default 512)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32",
                    help="weights and activations of the RAM and backbone models (default float32; the embedding "
                         "baseline stays float32)")
     p.add_argument("--engine", choices=("hf", "fast"), default="hf",

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..config import DTYPE_NAMES
 from ..data.example import Example
 from ..data.positives import positive_mask
 from ..model import DECODE_ENGINES
@@ -290,8 +291,8 @@ def run_eval(
     _check_inputs(examples, methods, ratios, batch_size, max_new_tokens)
     if engine not in DECODE_ENGINES:
         raise ValueError(f"engine must be one of {', '.join(DECODE_ENGINES)}, got {engine!r}")
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = out_dir / PREDICTIONS

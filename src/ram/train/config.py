@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from ..config import DTYPE_NAMES
+
 ENCODER_POLICIES = ("full", "top", "lora", "frozen")
 DECODER_POLICIES = ("frozen", "qkv", "lora", "full")
 
@@ -77,8 +79,8 @@ class TrainConfig:
             raise ValueError("contrastive_tau must be > 0 and contrastive_weight >= 0")
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
-        if self.adapter_dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError("adapter_dtype must be float32, bfloat16 or float16")
+        if self.adapter_dtype not in DTYPE_NAMES:
+            raise ValueError(f"adapter_dtype must be one of {', '.join(DTYPE_NAMES)}")
         if self.keep_last < 1 or self.save_every < 1:
             raise ValueError("keep_last and save_every must be >= 1")
 
