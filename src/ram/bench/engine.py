@@ -28,6 +28,8 @@ from transformers import PreTrainedModel, StaticCache
 from transformers.generation.streamers import BaseStreamer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from . import decode_kernel
+
 Timings = dict[str, float]
 logger = logging.getLogger(__name__)
 
@@ -240,8 +242,6 @@ def _triton_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     """:func:`_fast_attention`, except that one-token steps with a ``[B, 1, 1, T]`` bool mask run
     the split-KV Triton kernel (:mod:`ram.bench.decode_kernel`): the cache is spread over
     many programs, each reading its slice once for all query heads of a KV head."""
-    from ram.bench.decode_kernel import decode_attention
-
     plain = kwargs.get("position_bias") is None and kwargs.get("softcap") is None
     batch, heads, q_len, dim = query.shape
     usable_mask = attention_mask is not None and attention_mask.dtype == torch.bool and attention_mask.ndim == 4 \
@@ -251,7 +251,7 @@ def _triton_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
                                is_causal=is_causal, **kwargs)
     assert attention_mask is not None  # for type checkers: usable_mask implies it
     scale = dim**-0.5 if scaling is None else scaling
-    out = decode_attention(query[:, :, 0], key, value, attention_mask[:, 0, 0], scale)  # [B, H, D]
+    out = decode_kernel.decode_attention(query[:, :, 0], key, value, attention_mask[:, 0, 0], scale)  # [B, H, D]
     return out[:, None], None
 
 
@@ -408,9 +408,7 @@ def generate_fast(
         raise ValueError(f"attention must be one of {', '.join(DECODE_ATTENTION)}, got {attention!r}")
     device = inputs_embeds.device
     if attention == "triton":
-        from ram.bench.decode_kernel import available
-
-        if not available(device):
+        if not decode_kernel.available(device):
             raise RuntimeError(f"fast-triton needs the triton package and a CUDA device (got {device.type}); "
                                "on CPU use fast, or set TRITON_INTERPRET=1 to test it (very slow)")
     batch, length = attention_mask.shape
