@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from .skim import masked_mean
 
@@ -23,17 +23,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def encoder_config(config: PretrainedConfig, num_layers: int) -> PretrainedConfig:
+    """The backbone's config cut to its first ``num_layers`` blocks, without a KV cache."""
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = num_layers
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types)[:num_layers]
+    config.use_cache = False
+    return config
+
+
 def build_encoder(decoder: PreTrainedModel, num_layers: int) -> PreTrainedModel:
     """Copy the base model of ``decoder`` with only its first ``num_layers`` blocks."""
     total = decoder.config.num_hidden_layers
     if num_layers > total:
         raise ValueError(f"encoder_layers={num_layers} but the backbone has only {total} layers")
-    config = copy.deepcopy(decoder.config)
-    config.num_hidden_layers = num_layers
-    if getattr(config, "layer_types", None) is not None:
-        config.layer_types = list(config.layer_types)[:num_layers]
-    config.use_cache = False
-    encoder = AutoModel.from_config(config, dtype=decoder.dtype)
+    encoder = AutoModel.from_config(encoder_config(decoder.config, num_layers), dtype=decoder.dtype)
     source = decoder.model.state_dict()
     wanted = encoder.state_dict().keys()
     missing = [k for k in wanted if k not in source]
