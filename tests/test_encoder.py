@@ -80,6 +80,26 @@ def test_bucketed_encoding_matches_one_padded_batch(tiny_llama_dir, max_batch_to
     assert bool(torch.isfinite(out).all())  # pads hold finite values (callers mask them out)
 
 
+def test_a_progress_bar_shows_only_for_many_encoder_chunks(tiny_llama_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ram.encoder as encoder_module
+
+    decoder = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    encoder = build_encoder(decoder, 1).eval()
+    ids = torch.randint(5, decoder.config.vocab_size, (12, 10), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(12, 10, dtype=torch.bool)
+    bars: list[tuple[int, object]] = []
+
+    def fake_tqdm(items, **kwargs):
+        bars.append((len(items), kwargs["disable"]))
+        return items
+
+    monkeypatch.setattr(encoder_module, "tqdm", fake_tqdm)
+    with torch.no_grad():
+        encode_rows(encoder, ids, mask, 1 << 20)  # one forward: never a bar
+        encode_rows(encoder, ids, mask, 20)  # two rows per forward: six forwards
+    assert bars == [(1, True), (6, None)]  # None: tqdm shows it on a terminal only
+
+
 def test_bucketed_encoding_carries_gradients(tiny_qwen3_dir) -> None:
     decoder = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir)
     encoder = build_encoder(decoder, 2)

@@ -281,6 +281,20 @@ def test_answer(ram_llama: RAMModel) -> None:
     assert ans.text == ram_llama.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
+def test_answer_beyond_window_fails_before_encoding(ram_llama: RAMModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    window = ram_llama.decoder.config.max_position_embeddings
+    long_context = " ".join(f"word{i % 50}" for i in range(window))  # a few windows of tokens
+    calls: list[int] = []
+    monkeypatch.setattr(ram_llama, "_encode", lambda *a, **k: calls.append(1) or pytest.fail("encoder ran"))
+    with pytest.raises(BudgetError, match="window leaves") as info:
+        ram_llama.answer(long_context, QUESTION, ratio=1.5, max_new_tokens=8)
+    assert not calls
+    hint = float(str(info.value).split("a ratio of ")[1].split(" ")[0])
+    monkeypatch.undo()  # the hinted ratio answers
+    ans = ram_llama.answer(long_context, QUESTION, ratio=hint, max_new_tokens=2)
+    assert ans.compressed.inputs_embeds.shape[1] + 2 <= window
+
+
 def test_generate_rejects_prompt_beyond_window(ram_llama: RAMModel) -> None:
     window = ram_llama.decoder.config.max_position_embeddings
     hidden = ram_llama.decoder.config.hidden_size

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from ram.select import (
     BudgetError,
+    check_plan,
     compressed_lengths,
     context_budget,
     max_ratio,
+    min_context_positions,
     plan_segments,
     select_by_keep_ratio,
     select_segments,
@@ -79,6 +81,40 @@ def test_matches_sequential_greedy_and_respects_budget(data, ratio: float) -> No
         # batched == one example at a time
         alone = select_segments(scores[example == b], lengths[example == b], torch.zeros(int(counts[b]), dtype=torch.long), 1, ratio=ratio)
         assert alone.tolist() == ref
+
+
+@SETTINGS
+@given(data=examples_st(), ratio=st.floats(1.0, 8.0))
+def test_min_context_positions_bounds_every_plan_before_scores_exist(data, ratio: float) -> None:
+    lengths, scores, example, num = data
+    counts = torch.bincount(example, minlength=num)
+    original = torch.zeros(num, dtype=torch.long).index_add_(0, example, lengths)
+    if bool((counts > context_budget(original, ratio)).any()):
+        return
+    floor = min_context_positions(lengths, example, num, ratio)
+    for perm_seed in range(3):  # whatever the scores turn out to be
+        shuffled = scores[torch.randperm(len(scores), generator=torch.Generator().manual_seed(perm_seed))]
+        used = compressed_lengths(select_segments(shuffled, lengths, example, num, ratio=ratio), lengths, example, num)
+        assert bool((used >= floor).all()), (used, floor)
+    # the bound is tight when all segments are kept or when one segment fills the budget exactly
+    assert bool((floor <= context_budget(original, ratio)).all())
+
+
+def test_check_plan_fails_before_scores_with_a_ratio_that_fits() -> None:
+    lengths = torch.full((40,), 10)  # 400 tokens, one example
+    example = torch.zeros(40, dtype=torch.long)
+    with pytest.raises(BudgetError, match=r"largest attainable ratio is 10\.00"):
+        check_plan(lengths, example, 1, ratio=20.0)
+    # ratio 2: budget 200, at least 191 positions; only 100 left in the window
+    with pytest.raises(BudgetError, match=r"needs at least 191 .* leaves 100 .* ratio of 4 or more fits") as info:
+        check_plan(lengths, example, 1, ratio=2.0, max_positions=torch.tensor([100]))
+    suggested = 4.0
+    assert int(context_budget(torch.tensor([400]), suggested)[0]) <= 100  # the hint really fits
+    assert "context 0" in str(info.value)
+    check_plan(lengths, example, 1, ratio=4.0, max_positions=torch.tensor([100]))  # fits: no error
+    check_plan(lengths, example, 1, ratio=2.0, max_positions=torch.tensor([100]), max_skim_share=0.5)  # capped: skipped
+    with pytest.raises(BudgetError, match="question and answer alone fill the window"):
+        check_plan(lengths, example, 1, ratio=4.0, max_positions=torch.tensor([-3]))
 
 
 @SETTINGS

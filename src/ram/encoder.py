@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from .skim import masked_mean
@@ -54,7 +55,8 @@ def build_encoder(decoder: PreTrainedModel, num_layers: int) -> PreTrainedModel:
 BUCKET_OVERHEAD_SHARE = 0.03
 BUCKET_OVERHEAD_MIN = 64
 MAX_BUCKETS = 4
-MAX_DP_WIDTHS = 256  # distinct widths the dynamic program works over (its tables are this squared)
+MAX_DP_WIDTHS = 256
+PROGRESS_MIN_CHUNKS = 4  # encoder forwards from which a progress bar shows (disabled off a terminal)  # distinct widths the dynamic program works over (its tables are this squared)
 
 
 def width_buckets(widths: torch.Tensor, max_buckets: int = MAX_BUCKETS, overhead: float | None = None) -> list[int]:
@@ -102,22 +104,25 @@ def encode_rows(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_b
 
     Rows are grouped by real width (:func:`width_buckets`) and each group is trimmed to its widest
     row, so short rows (a document's last segment, the question) do not pay for the longest one.
-    Each group runs in chunks of at most ``max_batch_tokens`` padded tokens."""
+    Each group runs in chunks of at most ``max_batch_tokens`` padded tokens; from
+    ``PROGRESS_MIN_CHUNKS`` chunks on (a very long context), a progress bar shows on a terminal."""
     positions = torch.arange(1, ids.shape[1] + 1, device=mask.device)
     widths = (mask * positions).amax(1).clamp(min=1)  # [R]
     uppers = width_buckets(widths)
     bucket = torch.bucketize(widths, torch.tensor(uppers, device=widths.device))  # [R] group of each row
-    out: torch.Tensor | None = None
+    chunks: list[tuple[torch.Tensor, int]] = []  # (row indices, width) per forward
     for b, width in enumerate(uppers):
         rows = torch.nonzero(bucket == b).squeeze(1)
         rows_per_chunk = max(1, max_batch_tokens // width)
-        for start in range(0, len(rows), rows_per_chunk):
-            idx = rows[start : start + rows_per_chunk]
-            states = encoder(input_ids=ids[idx, :width], attention_mask=mask[idx, :width].long(), use_cache=False)
-            states = states.last_hidden_state  # [r, width, H]
-            if out is None:
-                out = states.new_zeros(ids.shape[0], ids.shape[1], states.shape[-1])
-            out[idx, :width] = states
+        chunks += [(rows[start : start + rows_per_chunk], width) for start in range(0, len(rows), rows_per_chunk)]
+    out: torch.Tensor | None = None
+    quiet = len(chunks) < PROGRESS_MIN_CHUNKS or None  # None: tqdm shows the bar on a terminal only
+    for idx, width in tqdm(chunks, desc="encoding", unit="chunk", leave=False, disable=quiet):
+        states = encoder(input_ids=ids[idx, :width], attention_mask=mask[idx, :width].long(), use_cache=False)
+        states = states.last_hidden_state  # [r, width, H]
+        if out is None:
+            out = states.new_zeros(ids.shape[0], ids.shape[1], states.shape[-1])
+        out[idx, :width] = states
     assert out is not None  # at least one row
     return out
 

@@ -25,7 +25,7 @@ from .config import RAMConfig
 from .encoder import build_encoder, encode_question_and_segments
 from .prompt import prompt_ids
 from .segment import InputError, SegmentedBatch, normalize_context, segment_batch
-from .select import plan_segments
+from .select import check_plan, plan_segments
 from .skim import SkimPooler, masked_mean
 
 logger = logging.getLogger(__name__)
@@ -320,11 +320,14 @@ class RAMModel(nn.Module):
         mode: str = "ram",
         keep: torch.Tensor | None = None,
         max_skim_share: float | None = None,
+        max_new_tokens: int | None = None,
     ) -> HybridBatch:
         """One batched pass. ``mode``: ``ram`` (score + select + skim), ``full`` (keep all, no
         encoder), ``all-skim`` (skim everything), ``close-only`` (selected segments only, skims
         dropped). ``keep`` overrides the selection (e.g. a baseline's choice).
-        ``max_skim_share`` overrides ``config.max_skim_share`` for this call."""
+        ``max_skim_share`` overrides ``config.max_skim_share`` for this call. With
+        ``max_new_tokens`` (the answer's length), a ratio that certainly leaves the prompt too long
+        for the decoder's window fails before the encoder runs."""
         share = self.config.max_skim_share if max_skim_share is None else max_skim_share
         timings: dict[str, float] = {}
         docs = self._validate(contexts, questions)
@@ -336,6 +339,8 @@ class RAMModel(nn.Module):
             ids, mask = seg.ids.to(self.device), seg.mask.to(self.device)
             example = seg.example.to(self.device)
         num = seg.num_examples
+        if mode == "ram" and keep is None and ratio is not None:
+            check_plan(seg.lengths, seg.example, num, ratio, share, self._context_room(questions, max_new_tokens))
         q_mean = s_mean = hidden = None
         skim: torch.Tensor | None = None  # [N] bool; None: every segment not kept
         scores = torch.full((seg.num_segments,), float("nan"), device=self.device)
@@ -380,6 +385,15 @@ class RAMModel(nn.Module):
                 spans.append(span)
         return HybridBatch(seg, scores, keep, skim, prompts, spans, q_mean, s_mean, timings)
 
+    def _context_room(self, questions: Sequence[str], max_new_tokens: int | None) -> torch.Tensor | None:
+        """[B] decoder positions the window leaves for each context after its prompt and answer."""
+        window = getattr(self.decoder.config, "max_position_embeddings", None)
+        if window is None or max_new_tokens is None:
+            return None
+        fmt, instruction = self.config.prompt_format, self.config.instruction
+        wrappers = [sum(map(len, prompt_ids(self.tokenizer, q, fmt, instruction))) for q in questions]
+        return window - max_new_tokens - torch.tensor(wrappers, dtype=torch.long)
+
     # ------------------------------------------------------------------ public API
     def _records(self, hb: HybridBatch, docs: list[list[str]], questions: Sequence[str], ratio: float | None, keep_ratio: float | None) -> list[CompressedContext]:
         seg = hb.segments
@@ -420,11 +434,15 @@ class RAMModel(nn.Module):
         keep_ratio: float | None = None,
         mode: str = "ram",
         keep: torch.Tensor | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[CompressedContext]:
-        """Compress several (context, question) pairs in one batched pass."""
+        """Compress several (context, question) pairs in one batched pass. ``max_new_tokens``: the
+        answer the prompt must leave room for in the decoder's window; a context that certainly
+        will not fit at ``ratio`` then fails at once, before it is encoded."""
         if keep_ratio is not None or mode in ("full", "all-skim") or keep is not None:
             ratio = None
-        hb = self.hybrid(contexts, questions, ratio=ratio, keep_ratio=keep_ratio, mode=mode, keep=keep)
+        hb = self.hybrid(contexts, questions, ratio=ratio, keep_ratio=keep_ratio, mode=mode, keep=keep,
+                         max_new_tokens=max_new_tokens)
         docs = [normalize_context(c) for c in contexts]
         return self._records(hb, docs, questions, ratio, keep_ratio)
 
@@ -496,7 +514,8 @@ class RAMModel(nn.Module):
         for start in range(0, len(questions), max(1, batch_size)):
             chunk = slice(start, start + batch_size)
             t0 = time.perf_counter()
-            compressed = self.compress_batch(contexts[chunk], questions[chunk], ratio=ratio, keep_ratio=keep_ratio, mode=mode)
+            compressed = self.compress_batch(contexts[chunk], questions[chunk], ratio=ratio, keep_ratio=keep_ratio,
+                                             mode=mode, max_new_tokens=max_new_tokens)
             t1 = time.perf_counter()
             texts = self.generate([c.inputs_embeds[0] for c in compressed], max_new_tokens)
             t2 = time.perf_counter()

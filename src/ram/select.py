@@ -169,7 +169,12 @@ def select_segments(
         return select_by_keep_ratio(scores, example, num_examples, keep_ratio)
     original = torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, lengths)
     budget = context_budget(original, ratio)
-    counts = torch.bincount(example, minlength=num_examples)
+    _check_attainable(original, torch.bincount(example, minlength=num_examples), budget, ratio)
+    return select_by_budget(scores, lengths, example, budget)
+
+
+def _check_attainable(original: torch.Tensor, counts: torch.Tensor, budget: torch.Tensor, ratio: float) -> None:
+    """BudgetError naming the largest attainable ratio when skimming every segment is over budget."""
     over = counts > budget
     if bool(over.any()):
         b = int(torch.nonzero(over)[0])
@@ -179,4 +184,43 @@ def select_segments(
             f"{int(counts[b])} segments; the largest attainable ratio is {best:.2f} (all skimmed). "
             "Use a lower ratio, longer segments, or max_skim_share < 1 (drop the least relevant skims)."
         )
-    return select_by_budget(scores, lengths, example, budget)
+
+
+def min_context_positions(lengths: torch.Tensor, example: torch.Tensor, num_examples: int, ratio: float) -> torch.Tensor:
+    """[B] fewest decoder context positions the paper's rule (``max_skim_share=1``) can leave at
+    ``ratio``, known before any score: the greedy stops only when no unkept segment fits the
+    slack, so it fills the budget to within one segment (or keeps everything)."""
+    original = torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, lengths)
+    longest = torch.zeros(num_examples, dtype=torch.long).scatter_reduce_(0, example, lengths, "amax")
+    return torch.minimum(original, context_budget(original, ratio) - longest + 1)
+
+
+def check_plan(
+    lengths: torch.Tensor,
+    example: torch.Tensor,
+    num_examples: int,
+    ratio: float,
+    max_skim_share: float = 1.0,
+    max_positions: torch.Tensor | None = None,
+) -> None:
+    """Fail before the encoder runs when a plan at ``ratio`` certainly cannot work: the ratio is
+    out of reach (paper rule), or the context will take more than ``max_positions`` [B] decoder
+    positions (what the window leaves after the prompt and the answer). With skims capped
+    (``max_skim_share < 1``) any ratio is attainable and segments may be dropped: nothing to check."""
+    if max_skim_share < 1.0:
+        return
+    original = torch.zeros(num_examples, dtype=torch.long).index_add_(0, example, lengths)
+    _check_attainable(original, torch.bincount(example, minlength=num_examples), context_budget(original, ratio), ratio)
+    if max_positions is None:
+        return
+    need = min_context_positions(lengths, example, num_examples, ratio)
+    over = need > max_positions
+    if bool(over.any()):
+        b = int(torch.nonzero(over)[0])
+        room = int(max_positions[b])
+        hint = (f"a ratio of {math.ceil(10 * int(original[b]) / room) / 10:g} or more fits" if room > 0
+                else "the question and answer alone fill the window")
+        raise BudgetError(
+            f"at ratio {ratio:g}, context {b} ({int(original[b])} tokens) needs at least {int(need[b])} decoder "
+            f"positions, but the window leaves {max(room, 0)} after the prompt and the answer; {hint}"
+        )
