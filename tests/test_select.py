@@ -96,7 +96,7 @@ def test_min_context_positions_bounds_every_plan_before_scores_exist(data, ratio
         shuffled = scores[torch.randperm(len(scores), generator=torch.Generator().manual_seed(perm_seed))]
         used = compressed_lengths(select_segments(shuffled, lengths, example, num, ratio=ratio), lengths, example, num)
         assert bool((used >= floor).all()), (used, floor)
-    # the bound is tight when all segments are kept or when one segment fills the budget exactly
+    # a lower bound that never asks for more than the budget itself
     assert bool((floor <= context_budget(original, ratio)).all())
 
 
