@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import staged_dir
+from .memory import check_fits
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,19 @@ def check_supported(model: PreTrainedModel) -> None:
 
 
 def load_backbone(
-    name_or_path: str | os.PathLike[str], dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    name_or_path: str | os.PathLike[str],
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    encoder_layers: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load decoder and fast tokenizer from a local directory or a built-in name."""
+    """Load decoder and fast tokenizer from a local directory or a built-in name. A checkpoint
+    whose weights (plus an ``encoder_layers`` encoder copy) cannot fit in the free memory is
+    refused before any weight is read (:class:`ram.memory.InsufficientMemoryError`)."""
     path = resolve_backbone(name_or_path)
     start = time.perf_counter()
+    config = AutoConfig.from_pretrained(path)
+    check_fits(config, dtype, device, min(encoder_layers, getattr(config, "num_hidden_layers", 0)), name=str(path),
+               hint="load it in bfloat16 (dtype=torch.bfloat16; CLI --dtype bfloat16), on a GPU, or use a smaller model")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.is_fast:
         raise BackboneError(f"{path}: RAM needs a fast tokenizer (character offsets for segment spans)")

@@ -43,7 +43,8 @@ from ..encoder import build_encoder, encode_question_and_segments
 from ..select import select_segments
 from ..skim import SkimPooler, masked_mean
 from .engine import ENGINES, generate
-from .shapes import SHAPES, build_random_model, check_fits, shape_config
+from ..memory import check_fits
+from .shapes import SHAPES, build_random_model, shape_config
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,8 @@ def make_subject(
     layers = 8 if encoder_layers is None else encoder_layers
     if not 1 <= layers <= config.num_hidden_layers:
         raise ValueError(f"encoder_layers must be in [1, {config.num_hidden_layers}] for {shape_or_model}, got {layers}")
-    check_fits(config, dtype, device, layers, name=shape_or_model)
+    check_fits(config, dtype, device, layers, name=shape_or_model,
+               hint="use a smaller shape, --dtype bfloat16, or a device with more memory")
     decoder = build_random_model(config, dtype=dtype, device=device, seed=seed)
     with torch.device(device):  # the encoder copy is created on the device too
         encoder = build_encoder(decoder, layers).eval()

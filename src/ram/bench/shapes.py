@@ -92,54 +92,6 @@ def shape_config(shape: str) -> PretrainedConfig:
     return SHAPES[shape]()
 
 
-def weight_bytes(config: PretrainedConfig, dtype: torch.dtype, encoder_layers: int = 0) -> int:
-    """Bytes of a random-weight subject's parameters in ``dtype``: the causal LM plus, with
-    ``encoder_layers``, RAM's encoder copy of its embeddings and first blocks. Counted on the meta
-    device, so nothing is allocated; tied weights count once."""
-    import torch
-    from transformers import AutoModel, AutoModelForCausalLM
-
-    from ..encoder import encoder_config
-
-    with torch.device("meta"):
-        total = sum(p.numel() for p in AutoModelForCausalLM.from_config(config, dtype=dtype).parameters())
-        if encoder_layers:
-            encoder = AutoModel.from_config(encoder_config(config, encoder_layers), dtype=dtype)
-            total += sum(p.numel() for p in encoder.parameters())
-    return total * torch.empty((), dtype=dtype).element_size()
-
-
-def free_memory_bytes(device: str | torch.device) -> int:
-    """Memory a new model can take now: free GPU memory on CUDA, available RAM otherwise."""
-    import psutil
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    return int(psutil.virtual_memory().available)
-
-
-def check_fits(config: PretrainedConfig, dtype: torch.dtype, device: str | torch.device, encoder_layers: int = 0,
-               name: str = "this shape", headroom: float = 0.9) -> None:
-    """ValueError, before anything is allocated, when the weights alone exceed ``headroom`` of the
-    free memory: a clear message instead of the out-of-memory killer halfway through a build."""
-    import torch
-
-    device = torch.device(device)
-    need = weight_bytes(config, dtype, encoder_layers)
-    free = free_memory_bytes(device)
-    if need > headroom * free:
-        gib = 2**30
-        where = "this machine (available RAM)" if device.type == "cpu" else str(device)
-        dtype_name = str(dtype).replace("torch.", "")
-        raise ValueError(
-            f"{name} needs {need / gib:.1f} GiB for its weights in {dtype_name} (decoder plus an encoder of {encoder_layers} layers), "
-            f"but only {free / gib:.1f} GiB is free on {where}; use a smaller shape, "
-            "--dtype bfloat16, or a device with more memory"
-        )
-
-
 def build_random_model(
     shape: str | PretrainedConfig,
     dtype: torch.dtype | None = None,
