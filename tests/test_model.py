@@ -384,3 +384,35 @@ def test_missing_backbone_never_downloads(tmp_path: Path) -> None:
         RAMModel.from_backbone("some-org/some-hub-model", **SMALL)
     with pytest.raises(BackboneError, match="config.json"):
         RAMModel.from_backbone(tmp_path, **SMALL)
+
+
+def test_wrong_or_broken_backbones_are_clear_errors(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from transformers import BertConfig, T5Config
+
+    t5 = tmp_path / "t5"
+    T5Config(num_layers=1, d_model=16, num_heads=2, d_ff=16, d_kv=8).save_pretrained(t5)
+    with pytest.raises(BackboneError, match="holds a 't5' model, not a causal LM"):
+        RAMModel.from_backbone(t5, **SMALL)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(BackboneError, match="config.json cannot be read"):
+        RAMModel.from_backbone(broken, **SMALL)
+    no_weights = tmp_path / "no-weights"  # a Llama config and tokenizer, but the weights were never copied
+    no_weights.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_llama_dir / name).is_file():
+            (no_weights / name).write_bytes((tiny_llama_dir / name).read_bytes())
+    with pytest.raises(BackboneError, match="no-weights"):
+        RAMModel.from_backbone(no_weights, **SMALL)
+    bert = tmp_path / "bert"  # a causal LM head exists for BERT, but not RAM's layout
+    BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=16,
+               is_decoder=True).save_pretrained(bert)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (tiny_llama_dir / name).is_file():
+            (bert / name).write_bytes((tiny_llama_dir / name).read_bytes())
+    from transformers import BertLMHeadModel
+
+    BertLMHeadModel(BertConfig.from_pretrained(bert)).save_pretrained(bert)
+    with pytest.raises(BackboneError, match="BertLMHeadModel is not supported: RAM needs a decoder-only"):
+        RAMModel.from_backbone(bert, **SMALL)

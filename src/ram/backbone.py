@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .atomic import staged_dir
 from .memory import check_fits
@@ -118,14 +119,15 @@ def resolve_backbone(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
+SUPPORTED = ("RAM needs a decoder-only causal LM with model.model.embed_tokens and model.model.layers "
+             "(Llama, Qwen2/3, Mistral, SmolLM)")
+
+
 def check_supported(model: PreTrainedModel) -> None:
     """RAM needs a decoder whose transformer blocks live at ``model.model.layers``."""
     inner = getattr(model, "model", None)
     if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "embed_tokens"):
-        raise BackboneError(
-            f"{type(model).__name__} is not supported: RAM needs a causal LM with "
-            "model.model.embed_tokens and model.model.layers (Llama, Qwen2/3, Mistral, SmolLM)"
-        )
+        raise BackboneError(f"{type(model).__name__} is not supported: {SUPPORTED}")
 
 
 def load_backbone(
@@ -139,15 +141,23 @@ def load_backbone(
     refused before any weight is read (:class:`ram.memory.InsufficientMemoryError`)."""
     path = resolve_backbone(name_or_path)
     start = time.perf_counter()
-    config = AutoConfig.from_pretrained(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:  # malformed JSON, unknown model_type
+        raise BackboneError(f"{path}/config.json cannot be read: {err}") from err
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise BackboneError(f"{path} holds a {config.model_type!r} model, not a causal LM; {SUPPORTED}")
     check_fits(config, dtype, device, min(encoder_layers, getattr(config, "num_hidden_layers", 0)), name=str(path),
                hint="load it in bfloat16 (dtype=torch.bfloat16; CLI --dtype bfloat16), on a GPU, or use a smaller model")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if not tokenizer.is_fast:
-        raise BackboneError(f"{path}: RAM needs a fast tokenizer (character offsets for segment spans)")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if not tokenizer.is_fast:
+            raise BackboneError(f"{path}: RAM needs a fast tokenizer (character offsets for segment spans)")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    except OSError as err:  # missing tokenizer or weight files
+        raise BackboneError(f"{path}: {err}") from err
     model.eval()
     check_supported(model)
     logger.debug("loaded backbone %s in %.2f s", path, time.perf_counter() - start)
