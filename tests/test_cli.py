@@ -118,6 +118,21 @@ def test_dtype_option_loads_that_precision(capsys, model_dir: str, files: dict[s
     assert code == 2 and "invalid choice" in err
 
 
+def test_device_option(capsys, model_dir: str, files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    base = ["compress", "--context", files["context.txt"], "--question", QUESTION, "--model", model_dir,
+            "--format", "json"]
+    code, out, err = _run(capsys, [*base, "--device", "cpu"])
+    assert code == 0, err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine and in CI
+    code, _, err = _run(capsys, [*base, "--device", "cuda"])
+    assert code == 2 and err.startswith("error: --device cuda: CUDA is not available") and err.count("\n") == 1
+    code, auto_out, err = _run(capsys, base)  # auto: no GPU, so the CPU, with the same result
+    assert code == 0, err
+    assert json.loads(auto_out)["segments"] == json.loads(out)["segments"]
+
+
 def test_skim_share_reaches_ratios_beyond_all_skim(capsys, model_dir: str, files: dict[str, str]) -> None:
     base = ["compress", "--context", files["context.txt"], "--question", QUESTION, "--ratio", "1000",
             "--model", model_dir, "--format", "json"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from .bench.command import add_bench_parser, cmd_bench
-from .config import DTYPE_NAMES
+from .config import DTYPE_NAMES, pick_device
 from .eval.command import add_eval_parser, cmd_eval
 
 logger = logging.getLogger("ram")
@@ -81,13 +81,16 @@ DTYPE_HELP = ("weights and activations (default float32); bfloat16 roughly halve
               "with AVX512-BF16 or AMX (docs/results.md)")
 
 
-def load_model(name: str, dtype: str = "float32") -> Any:
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default auto: cuda when available)"
+
+
+def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Any:
     """Load for inference: eval mode, LoRA folded into the weights (no extra matmuls per layer)."""
     import torch
 
     from .model import RAMModel
 
-    model = RAMModel.from_pretrained(name, dtype=getattr(torch, dtype)).eval()
+    model = RAMModel.from_pretrained(name, dtype=getattr(torch, dtype), device=pick_device(device)).eval()
     model.merge_lora()
     return model
 
@@ -106,7 +109,7 @@ def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
     question = check_question(args.question)
     check_ratio(args.ratio)
     context = read_context(args.context)
-    model = load_model(args.model, args.dtype)
+    model = load_model(args.model, args.dtype, args.device)
     set_skim_share(model, args.max_skim_share)
     keep_ratio = args.keep_ratio
     ratio = None if keep_ratio is not None else args.ratio
@@ -138,7 +141,7 @@ def cmd_compress(args: argparse.Namespace, answer: bool = False) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = load_model(args.model, device="cpu")  # a description needs no GPU
     cfg = model.config
     dec = model.decoder.config
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -177,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         docs, questions = demo["documents"], demo["questions"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise UsageError(f"{path} is not a demo file ({err})") from err
-    model = load_model(args.model, args.dtype)
+    model = load_model(args.model, args.dtype, args.device)
     model.decode_engine = args.engine
     set_skim_share(model, args.max_skim_share)
     print(f"model: {args.model} ({'trained' if model.trained else 'untrained'} RAM on {model.config.backbone}); "
@@ -253,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=("text", "json"), default="text")
         p.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
         p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help=DTYPE_HELP)
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
         if answer:
             p.add_argument("--max-new-tokens", type=int, default=32)
             p.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
@@ -270,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine", choices=("hf", "fast"), default="hf", help=ENGINE_HELP)
     demo.add_argument("--max-skim-share", type=float, default=None, help=SKIM_SHARE_HELP)
     demo.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help=DTYPE_HELP)
+    demo.add_argument("--device", default="auto", help=DEVICE_HELP)
     demo.add_argument("--full", action="store_true", help="also time the full prompt on the first question")
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     nq = data.add_parser("nq-multidoc", help="NQ multi-document contexts from the shared NQ-open file")

@@ -12,6 +12,19 @@ PROMPT_FORMATS = ("chat", "plain")
 DTYPE_NAMES = ("float32", "bfloat16", "float16")  # precisions the CLI and configs accept, by torch name
 
 
+def pick_device(name: str = "auto") -> str:
+    """A device name for ``--device``: ``auto`` is ``cuda`` when a GPU is usable, else ``cpu``;
+    asking for CUDA without one is a ValueError (not a crash deep inside the first forward)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        build = ", a CPU-only build" if torch.version.cuda is None else ""
+        raise ValueError(f"--device {name}: CUDA is not available (torch {torch.__version__}{build}); use --device cpu")
+    return name
+
+
 @dataclass
 class RAMConfig:
     """Hyper-parameters of a RAM model (what is trained and how contexts are compressed).

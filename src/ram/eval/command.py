@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import DTYPE_NAMES
+from ..config import DTYPE_NAMES, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,6 @@ def _load(args: argparse.Namespace) -> list[Any]:
     return examples[: args.limit] if args.limit is not None else examples
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _num(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -126,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = run_eval(examples, args.method, args.ratio, args.model, out, seed=args.seed, limit=args.limit,
                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                    progress=not args.no_progress, device=_device(args.device),
+                    progress=not args.no_progress, device=pick_device(args.device),
                     segment_cache_mib=args.segment_cache_mib, engine=args.engine, dtype=args.dtype)
     print(f"summary: {out / SUMMARY_MD} ({len(examples)} examples; predictions in {out / 'predictions.jsonl'})")
     print(format_table(rows))
