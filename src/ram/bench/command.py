@@ -51,7 +51,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per run (EOS ignored)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (medians are reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per setting first (compilation happens here)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--dtype", default=None, choices=DTYPE_NAMES,
                    help="default: float32 on cpu, bfloat16 on cuda")
     p.add_argument("--encoder-layers", type=int, default=None,

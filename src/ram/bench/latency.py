@@ -38,12 +38,12 @@ from torch import nn
 from ..assemble import hybrid_context, left_pad, with_prompt
 from ..atomic import atomic_file
 from ..cache import SegmentStateCache
-from ..config import DTYPE_NAMES
+from ..config import DTYPE_NAMES, pick_device
 from ..encoder import build_encoder, encode_question_and_segments
+from ..memory import check_fits
 from ..select import select_segments
 from ..skim import SkimPooler, masked_mean
 from .engine import ENGINES, generate
-from ..memory import check_fits
 from .shapes import SHAPES, build_random_model, shape_config
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,7 @@ def mode_label(row: dict) -> str:
 
 # ---------------------------------------------------------------------------- validation
 def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!s} requested but CUDA is not available (torch {torch.__version__}"
-            f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu"
-        )
+    dev = torch.device(pick_device(str(device)))
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, got {device!s}")
     return dev
