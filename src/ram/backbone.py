@@ -147,7 +147,8 @@ def load_backbone(
         raise BackboneError(f"{path}/config.json cannot be read: {err}") from err
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise BackboneError(f"{path} holds a {config.model_type!r} model, not a causal LM; {SUPPORTED}")
-    check_fits(config, dtype, device, min(encoder_layers, getattr(config, "num_hidden_layers", 0)), name=str(path),
+    layers = min(encoder_layers, getattr(config, "num_hidden_layers", 0))  # too many: build_encoder says so
+    check_fits(config, dtype, device, layers, name=str(path),
                hint="load it in bfloat16 (dtype=torch.bfloat16; CLI --dtype bfloat16), on a GPU, or use a smaller model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

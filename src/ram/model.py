@@ -147,7 +147,8 @@ class RAMModel(nn.Module):
     ) -> "RAMModel":
         """An untrained RAM on a local HF checkpoint or a built-in backbone."""
         config = (config or RAMConfig()).replace(backbone=str(backbone), **overrides)
-        decoder, tokenizer = load_backbone(config.backbone, dtype=dtype, device=device, encoder_layers=config.encoder_layers)
+        decoder, tokenizer = load_backbone(config.backbone, dtype=dtype, device=device,
+                                           encoder_layers=config.encoder_layers)
         return cls(config, decoder, tokenizer)
 
     @classmethod
