@@ -438,7 +438,8 @@ class RAM(Method):
         started = time.perf_counter()
         with torch.inference_mode():
             hb = model.hybrid([e.documents for e in examples], [e.question for e in examples],
-                              ratio=ratio, mode=self.mode, max_skim_share=self.max_skim_share)
+                              ratio=ratio, mode=self.mode, max_skim_share=self.max_skim_share,
+                              max_new_tokens=max_new_tokens)  # beyond the window: fail before encoding
         outs = _outputs_from_hybrid(model, hb, max_new_tokens, started)
         if self.sets_targets and ratio is not None:
             for e, out in zip(examples, outs):
