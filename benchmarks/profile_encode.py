@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows[name] = {"error": f"{type(err).__name__}: {str(err)[:500]}"}
                 continue
             rows[name] = {"s": seconds, "tflops": flops / seconds / 1e12}
-            print(f"{name:12s} {seconds * 1000:8.1f} ms  {flops / seconds / 1e12:6.0f} TFLOP/s (of block matmuls)", flush=True)
+            rate = flops / seconds
+            shown = f"{rate / 1e12:6.0f} TFLOP/s" if rate >= 1e12 else f"{rate / 1e9:6.0f} GFLOP/s"  # GPU / CPU
+            print(f"{name:14s} {seconds * 1000:8.1f} ms  {shown} (of block matmuls)", flush=True)
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
