@@ -377,6 +377,24 @@ def test_from_pretrained_errors(tmp_path: Path) -> None:
         RAMModel.from_pretrained(broken)
 
 
+def test_a_damaged_adapter_is_a_model_error(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    saved = RAMModel.from_backbone(tiny_llama_dir, **SMALL).save_pretrained(tmp_path / "m")
+    adapter = saved / ADAPTER_NAME
+    whole = adapter.read_bytes()
+    adapter.write_bytes(whole[: len(whole) // 2])  # an interrupted copy
+    with pytest.raises(ModelError, match="cannot be read .*truncated"):
+        RAMModel.from_pretrained(saved)
+    adapter.write_bytes(whole)
+    tensors = load_file(str(adapter))
+    key = next(k for k in tensors if k.startswith("skim.") and tensors[k].dim() == 2)
+    tensors[key] = torch.zeros(*[n + 1 for n in tensors[key].shape])  # another model's shape
+    save_file(tensors, str(adapter))
+    with pytest.raises(ModelError, match="do not fit the skim"):
+        RAMModel.from_pretrained(saved)
+
+
 def test_missing_backbone_never_downloads(tmp_path: Path) -> None:
     with pytest.raises(BackboneError, match="never downloads"):
         RAMModel.from_backbone(tmp_path / "no-such-model", **SMALL)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -219,7 +220,10 @@ class RAMModel(nn.Module):
     def load_adapter(self, path: Path, decoder_trained: Sequence[str] = ()) -> None:
         if not path.is_file():
             raise ModelError(f"{path} is missing")
-        tensors = load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ModelError(f"{path} cannot be read (truncated, or not a safetensors file): {err}") from err
         parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "skim": {}, "decoder": {}}
         for key, value in tensors.items():
             head, _, rest = key.partition(".")
@@ -228,7 +232,10 @@ class RAMModel(nn.Module):
             parts[head][rest] = value
         for head, module in (("encoder", self.encoder), ("skim", self.skim), ("decoder", self.decoder)):
             if parts[head]:
-                missing_ok = module.load_state_dict(parts[head], strict=False)
+                try:
+                    missing_ok = module.load_state_dict(parts[head], strict=False)
+                except RuntimeError as err:  # a tensor of another shape
+                    raise ModelError(f"{path}: tensors do not fit the {head}: {err}") from err
                 if missing_ok.unexpected_keys:
                     raise ModelError(f"{path}: tensors do not fit the {head}: {missing_ok.unexpected_keys[:3]}")
         self.decoder_trained = set(decoder_trained)
