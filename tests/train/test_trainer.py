@@ -69,6 +69,30 @@ def test_config_validation_and_overrides(tmp_path: Path) -> None:
         TrainConfig.load(None, ["nope=1"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("lr=abc", "lr must be a number, got 'abc'"),
+    ("steps=1.5", "steps must be an integer, got 1.5"),
+    ("steps=true", "steps must be an integer, got True"),
+    ("eval_generate=3", "eval_generate must be true or false"),
+    ("eval_ratios=[4, x]", r"eval_ratios\[1\] must be a number"),
+    ("lora_targets=q_proj", "lora_targets must be a list"),
+    ("backbone=null", "backbone must be a string, got None"),
+    ("lr=[1", "override 'lr=\\[1': the value is not valid YAML"),
+])
+def test_settings_of_the_wrong_kind_are_named(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.load(None, [override])
+
+
+def test_numbers_yaml_reads_as_strings_are_converted(tmp_path: Path) -> None:
+    cfg = TrainConfig.load(None, ["lr=1e-4", "steps='12'", "init_from=null"])  # YAML: 1e-4 is a string
+    assert (cfg.lr, cfg.steps, cfg.init_from) == (1e-4, 12, None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1\n")
+    with pytest.raises(ValueError, match="bad.yaml is not valid YAML/JSON"):
+        TrainConfig.load(bad)
+
+
 def test_step_schedule_is_a_pure_function_of_seed_and_step() -> None:
     assert step_indices(0, 5, 4, 10) == step_indices(0, 5, 4, 10)
     assert step_indices(0, 5, 4, 10) != step_indices(1, 5, 4, 10)

@@ -63,6 +63,8 @@ class TrainConfig:
     adapter_dtype: str = "bfloat16"  # storage dtype of the final adapter
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _typed(f.name, str(f.type), getattr(self, f.name)))
         if self.encoder_policy not in ENCODER_POLICIES:
             raise ValueError(f"encoder_policy must be one of {ENCODER_POLICIES}, got {self.encoder_policy!r}")
         if self.decoder_policy not in DECODER_POLICIES:
@@ -95,7 +97,10 @@ class TrainConfig:
             p = Path(path)
             if not p.is_file():
                 raise ValueError(f"train config {p} does not exist")
-            loaded = yaml.safe_load(p.read_text()) or {}
+            try:
+                loaded = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as err:
+                raise ValueError(f"{p} is not valid YAML/JSON: {' '.join(str(err).split())}") from err
             if not isinstance(loaded, dict):
                 raise ValueError(f"{p}: expected a mapping of settings")
             data.update(loaded)
@@ -103,7 +108,10 @@ class TrainConfig:
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
-            data[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            try:
+                data[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise ValueError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -112,3 +120,29 @@ class TrainConfig:
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+_KINDS = {"int": (int, "an integer"), "float": ((int, float), "a number"), "str": (str, "a string"),
+          "bool": (bool, "true or false")}
+
+
+def _typed(name: str, annotation: str, value: Any) -> Any:
+    """``value`` as the setting's annotated type (``int``, ``float``, ``str``, ``bool``, ``X | None``,
+    ``list[X]``), or a ValueError naming the setting. Numbers written as strings are converted:
+    YAML reads ``1e-4`` (no dot) as a string."""
+    base = annotation.removesuffix(" | None")
+    if value is None and base != annotation:
+        return None
+    if base.startswith("list[") and base.endswith("]"):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        return [_typed(f"{name}[{i}]", base[5:-1], v) for i, v in enumerate(value)]
+    kinds, wanted = _KINDS[base]
+    if isinstance(value, str) and base in ("int", "float"):
+        try:
+            value = int(value) if base == "int" else float(value)
+        except ValueError:
+            pass
+    if (isinstance(value, bool) and base != "bool") or not isinstance(value, kinds):
+        raise ValueError(f"{name} must be {wanted}{' or null' if base != annotation else ''}, got {value!r}")
+    return value
