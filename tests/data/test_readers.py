@@ -410,8 +410,14 @@ def test_detect_format_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=rf"^{odd}:2: cannot detect the format from keys \['bar', 'foo'\]"):
         load_examples(odd)
     bad = write_lines(tmp_path / "bad.jsonl", ["{oops"])
-    with pytest.raises(DataError, match=rf"^{bad}:1: invalid JSON"):
+    with pytest.raises(DataError, match=rf"^{bad}:1: invalid JSON") as info:
         detect_format(bad)
+    assert "JSON Lines" not in str(info.value)  # not a whole JSON document either: no hint
+    pretty = tmp_path / "pretty.json"  # one object over several lines, as json.dump(indent=2) writes it
+    pretty.write_text(json.dumps({"prompt": "q", "answer": ["a"], "input": "c"}, indent=2), encoding="utf-8")
+    for read in (detect_format, read_ram):
+        with pytest.raises(DataError, match=rf"^{pretty}:1: invalid JSON .*needs JSON Lines \(one object per line\)"):
+            read(pretty)
 
 
 # ---------------------------------------------------------------------------------------------

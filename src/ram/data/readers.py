@@ -91,15 +91,28 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(location, object)`` for each JSON object line; location is ``"path:line"``."""
+    first = True
     for lineno, line in _iter_lines(path):
         where = f"{path}:{lineno}"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
+            hint = ("; the file is one JSON document spread over lines, but this format needs JSON Lines "
+                    "(one object per line)") if first and _is_one_json_object(path) else ""
+            raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno}){hint}") from e
+        first = False
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object, got {_type_name(obj)}")
         yield where, obj
+
+
+def _is_one_json_object(path: Path) -> bool:
+    """Whether the whole file parses as a single JSON object (a pretty-printed file, not JSON Lines)."""
+    try:
+        with _open_text(path) as f:
+            return isinstance(json.load(f), dict)
+    except (ValueError, *_READ_ERRORS):
+        return False
 
 
 def _first_char(path: Path) -> str:
@@ -488,13 +501,7 @@ def detect_format(path: PathLike) -> str:
     _check_file(path)
     if _first_char(path) == "[":
         return "hotpot"
-    for lineno, line in _iter_lines(path):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from e
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {_type_name(rec)}")
+    for where, rec in _iter_jsonl(path):  # the first record decides
         keys = set(rec)
         if "ordered_kv_records" in keys:
             return "kv"
@@ -508,7 +515,7 @@ def detect_format(path: PathLike) -> str:
             return "hotpot"
         if {"prompt", "input"} <= keys:
             return "ram"
-        raise DataError(f"{path}:{lineno}: cannot detect the format from keys {sorted(keys)}")
+        raise DataError(f"{where}: cannot detect the format from keys {sorted(keys)}")
     raise DataError(f"{path}: empty file, cannot detect the format")
 
 
