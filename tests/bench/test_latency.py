@@ -116,6 +116,18 @@ def test_hf_engine_rows():
     assert hf[0]["compile"] is False
 
 
+def test_lengths_beyond_the_window_are_announced_and_flagged(caplog):
+    from ram.bench.latency import make_subject
+
+    subject = make_subject("tiny", torch.device("cpu"), torch.float32, encoder_layers=2)
+    subject.decoder.config.max_position_embeddings = 300  # the full prompt at 400 tokens runs past it
+    with caplog.at_level("WARNING", logger="ram.bench.latency"):
+        got = run_bench("tiny", [120, 400], [4], subject=subject, **{**FAST, "encoder_layers": None})
+    assert "lengths 400 exceed the decoder's window of 300" in caplog.text
+    assert [(r["context_tokens"], r["mode"], r["beyond_window"]) for r in got] == [
+        (120, "full", False), (120, "ram", False), (400, "full", True), (400, "ram", False)]
+
+
 def test_cached_rows_select_the_same_and_encode_only_the_question():
     from ram.bench.latency import make_subject, mode_label
 

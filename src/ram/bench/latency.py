@@ -452,6 +452,11 @@ def run_bench(
     dev, dt = subject.device, subject.dtype
     check_settings(name, lengths, ratios, engine, new_tokens, repeats, warmup, subject.segment_tokens)
     window = getattr(subject.decoder.config, "max_position_embeddings", None)
+    beyond = [n for n in lengths if window is not None and n + new_tokens > window]
+    if beyond:
+        logger.warning("lengths %s exceed the decoder's window of %d positions: the full prompt runs beyond it "
+                       "(a timing only, flagged beyond_window; its cost grows quadratically)",
+                       ", ".join(map(str, sorted(beyond))), window)
     if compile_encoder and not subject.encoder_compiled:
         subject.encoder = torch.compile(subject.encoder, dynamic=True)
         subject.encoder_compiled = True
