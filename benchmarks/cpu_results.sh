@@ -109,7 +109,7 @@ done
 # the other ratios
 "$RAM" eval "${LEN[@]}" --docs 10 --method ram bm25 --ratio 16 32 2 --out "$OUT/eval-nq10-dev"
 "$RAM" eval "${LEN[@]}" --docs 40 --method ram bm25 --ratio 16 32 2 --out "$OUT/eval-nq40-dev"
-for P in 9 0 19 4 14; do
+for P in 9 0 19 4 14 2 7 12 17; do
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method ram bm25 --ratio 8 --out "$OUT/eval-nq20-pos$P"
   "$RAM" eval "${LEN[@]}" --docs 20 --gold-position "$P" --method full --out "$OUT/eval-nq20-pos$P"
 done
@@ -132,7 +132,8 @@ PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev
 PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "10=$OUT/eval-nq10-dev" \
   --setting "20=$OUT/eval-nq300,$OUT/eval-nq20-dev" --setting "40=$OUT/eval-nq40-dev" \
   --keep ram:2 ram:4 ram:8 ram:16 ram:32 full --xlabel "documents" --plot docs/nq-length-study-ratios.png
-PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "4=$OUT/eval-nq20-pos4" \
-  --setting "9=$OUT/eval-nq20-pos9" --setting "14=$OUT/eval-nq20-pos14" --setting "19=$OUT/eval-nq20-pos19" \
-  --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
+PYTHONPATH=src "$PY" benchmarks/length_study.py --setting "0=$OUT/eval-nq20-pos0" --setting "2=$OUT/eval-nq20-pos2" \
+  --setting "4=$OUT/eval-nq20-pos4" --setting "7=$OUT/eval-nq20-pos7" --setting "9=$OUT/eval-nq20-pos9" \
+  --setting "12=$OUT/eval-nq20-pos12" --setting "14=$OUT/eval-nq20-pos14" --setting "17=$OUT/eval-nq20-pos17" \
+  --setting "19=$OUT/eval-nq20-pos19" --setting "random=$OUT/eval-nq300,$OUT/eval-nq20-dev" \
   --keep ram:8 bm25:8 full --xlabel "gold position" --plot docs/nq-length-study-position.png
