@@ -346,9 +346,11 @@ class RAMModel(nn.Module):
             )
             ids, mask = seg.ids.to(self.device), seg.mask.to(self.device)
             example = seg.example.to(self.device)
+            cfg = self.config  # the prompt's ids around each context: (pre, post)
+            wrappers = [prompt_ids(self.tokenizer, q, cfg.prompt_format, cfg.instruction) for q in questions]
         num = seg.num_examples
         if mode == "ram" and keep is None and ratio is not None:
-            check_plan(seg.lengths, seg.example, num, ratio, share, self._context_room(questions, max_new_tokens))
+            check_plan(seg.lengths, seg.example, num, ratio, share, self._context_room(wrappers, max_new_tokens))
         q_mean = s_mean = hidden = None
         skim: torch.Tensor | None = None  # [N] bool; None: every segment not kept
         scores = torch.full((seg.num_segments,), float("nan"), device=self.device)
@@ -386,21 +388,20 @@ class RAMModel(nn.Module):
         with _timed(timings, "assemble"):
             contexts_emb = hybrid_context(ids, mask, keep, example, vectors, embed, num, skim=skim)
             prompts, spans = [], []
-            for b, question in enumerate(questions):
-                pre, post = prompt_ids(self.tokenizer, question, self.config.prompt_format, self.config.instruction)
+            for b, (pre, post) in enumerate(wrappers):
                 prompt, span = with_prompt(contexts_emb[b], pre, post, embed)
                 prompts.append(prompt)
                 spans.append(span)
         return HybridBatch(seg, scores, keep, skim, prompts, spans, q_mean, s_mean, timings)
 
-    def _context_room(self, questions: Sequence[str], max_new_tokens: int | None) -> torch.Tensor | None:
-        """[B] decoder positions the window leaves for each context after its prompt and answer."""
+    def _context_room(self, wrappers: Sequence[tuple[list[int], list[int]]], max_new_tokens: int | None) -> torch.Tensor | None:
+        """[B] decoder positions the window leaves for each context after its prompt (``wrappers``:
+        the ids before and after it) and the answer."""
         window = getattr(self.decoder.config, "max_position_embeddings", None)
         if window is None or max_new_tokens is None:
             return None
-        fmt, instruction = self.config.prompt_format, self.config.instruction
-        wrappers = [sum(map(len, prompt_ids(self.tokenizer, q, fmt, instruction))) for q in questions]
-        return window - max_new_tokens - torch.tensor(wrappers, dtype=torch.long)
+        around = torch.tensor([len(pre) + len(post) for pre, post in wrappers], dtype=torch.long)
+        return window - max_new_tokens - around
 
     # ------------------------------------------------------------------ public API
     def _records(self, hb: HybridBatch, docs: list[list[str]], questions: Sequence[str], ratio: float | None, keep_ratio: float | None) -> list[CompressedContext]:
