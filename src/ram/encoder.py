@@ -55,8 +55,8 @@ def build_encoder(decoder: PreTrainedModel, num_layers: int) -> PreTrainedModel:
 BUCKET_OVERHEAD_SHARE = 0.03
 BUCKET_OVERHEAD_MIN = 64
 MAX_BUCKETS = 4
-MAX_DP_WIDTHS = 256
-PROGRESS_MIN_CHUNKS = 4  # encoder forwards from which a progress bar shows (disabled off a terminal)  # distinct widths the dynamic program works over (its tables are this squared)
+MAX_DP_WIDTHS = 256  # distinct widths the dynamic program works over (its tables are this squared)
+PROGRESS_MIN_CHUNKS = 4  # encoder forwards from which a progress bar shows (disabled off a terminal)
 
 
 def width_buckets(widths: torch.Tensor, max_buckets: int = MAX_BUCKETS, overhead: float | None = None) -> list[int]:

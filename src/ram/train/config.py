@@ -97,10 +97,7 @@ class TrainConfig:
             p = Path(path)
             if not p.is_file():
                 raise ValueError(f"train config {p} does not exist")
-            try:
-                loaded = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError as err:
-                raise ValueError(f"{p} is not valid YAML/JSON: {' '.join(str(err).split())}") from err
+            loaded = _parse_yaml(p.read_text(), f"{p} is not valid YAML/JSON") or {}
             if not isinstance(loaded, dict):
                 raise ValueError(f"{p}: expected a mapping of settings")
             data.update(loaded)
@@ -108,10 +105,7 @@ class TrainConfig:
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
-            try:
-                data[key.strip().replace("-", "_")] = yaml.safe_load(value)
-            except yaml.YAMLError as err:
-                raise ValueError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
+            data[key.strip().replace("-", "_")] = _parse_yaml(value, f"override {item!r}: the value is not valid YAML")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -120,6 +114,14 @@ class TrainConfig:
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _parse_yaml(text: str, problem: str) -> Any:
+    """``yaml.safe_load``, with a parse error as a one-line ValueError that starts with ``problem``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{problem} ({' '.join(str(err).split())})") from err
 
 
 _KINDS = {"int": (int, "an integer"), "float": ((int, float), "a number"), "str": (str, "a string"),
